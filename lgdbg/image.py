@@ -1,0 +1,100 @@
+"""Loading a guest image the way the 2.6.23 Launcher does (§4.1 steps 2-3).
+
+The Launcher maps each PT_LOAD segment at its physical address, derives
+page_offset from p_vaddr - p_paddr, and finds the entry point by scanning the
+loaded bytes for "GenuineLguest": the Guest starts at the byte after it.
+
+Only the program headers matter for booting, so this module reads them with
+struct (no pyelftools: `lgdbg run` should start fast).  Symbols come from
+lgdbg.symbols when a front end needs them.
+"""
+
+import struct
+from collections import namedtuple
+
+from . import abi
+from .errors import ImageError
+
+Segment = namedtuple("Segment", "paddr vaddr data memsz")
+
+
+class Image:
+    """A loadable guest: its segments, page_offset and virtual entry point."""
+
+    def __init__(self, path, segments, page_offset, entry):
+        self.path = path
+        self.segments = segments
+        self.page_offset = page_offset
+        self.entry = entry
+
+    def __repr__(self):
+        return "<Image %s entry=%#x page_offset=%#x>" % (self.path, self.entry, self.page_offset)
+
+    @property
+    def top(self):
+        """First physical address above every segment."""
+        return max(s.paddr + s.memsz for s in self.segments)
+
+
+def load_image(path, mem_size):
+    """Read and check an ELF guest image; raise ImageError with one clear line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ImageError("cannot read image %s: %s" % (path, e.strerror or e))
+    return parse_image(raw, mem_size, str(path))
+
+
+def parse_image(raw, mem_size, name="image"):
+    if len(raw) < 52 or raw[:4] != b"\x7fELF":
+        raise ImageError("%s: not an ELF file" % name)
+    if raw[4] != 1 or raw[5] != 1:
+        raise ImageError("%s: not a 32-bit little-endian ELF (lguest guests are i386)" % name)
+    (e_type, e_machine, _ver, _entry, e_phoff, _shoff, _flags, _ehsize,
+     e_phentsize, e_phnum) = struct.unpack_from("<HHIIIIIHHH", raw, 16)
+    if e_machine != 3:
+        raise ImageError("%s: ELF machine %d is not i386 (3)" % (name, e_machine))
+    if e_type != 2:
+        raise ImageError("%s: not an executable ELF (type %d)" % (name, e_type))
+    if e_phnum == 0 or e_phentsize < 32:
+        raise ImageError("%s: no program headers" % name)
+    if e_phoff + e_phnum * e_phentsize > len(raw):
+        raise ImageError("%s: truncated (program headers run past the end of the file)" % name)
+
+    segments = []
+    page_offset = None
+    for i in range(e_phnum):
+        (p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _fl, _al) = \
+            struct.unpack_from("<8I", raw, e_phoff + i * e_phentsize)
+        if p_type != 1:                       # PT_LOAD only
+            continue
+        if p_offset + p_filesz > len(raw):
+            raise ImageError("%s: truncated (segment %d runs past the end of the file)" % (name, i))
+        if p_filesz > p_memsz:
+            raise ImageError("%s: segment %d has filesz > memsz" % (name, i))
+        # The Launcher insists every segment has the same virtual-physical gap.
+        off = (p_vaddr - p_paddr) & 0xFFFFFFFF
+        if page_offset is None:
+            page_offset = off
+        elif off != page_offset:
+            raise ImageError("%s: segments disagree on page_offset (%#x vs %#x)"
+                             % (name, page_offset, off))
+        if p_paddr + p_memsz > mem_size:
+            raise ImageError("%s: segment %d [%#x, %#x) lies outside guest RAM (%d MiB)"
+                             % (name, i, p_paddr, p_paddr + p_memsz, mem_size >> 20))
+        segments.append(Segment(p_paddr, p_vaddr, raw[p_offset:p_offset + p_filesz], p_memsz))
+    if not segments:
+        raise ImageError("%s: no loadable (PT_LOAD) segments" % name)
+    if page_offset & 0x3FFFFF:
+        raise ImageError("%s: page_offset %#x is not 4 MiB aligned" % (name, page_offset))
+
+    entry = None
+    for seg in segments:
+        at = seg.data.find(abi.MAGIC)
+        if at >= 0:
+            entry = seg.paddr + at + len(abi.MAGIC) + page_offset
+            break
+    if entry is None:
+        raise ImageError('%s: no "GenuineLguest" magic: not an lguest guest' % name)
+    return Image(name, segments, page_offset, entry & 0xFFFFFFFF)

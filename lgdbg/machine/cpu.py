@@ -1,0 +1,330 @@
+"""The i386 CPU the Guest runs on: unicorn, set up the way lguest's Switcher would.
+
+Address space (unicorn addresses are Guest virtual addresses; no paging):
+
+    [page_offset, page_offset + ram)   Guest RAM, one host buffer mapped ONCE
+                                       (a second alias would leave stale code
+                                       after self-patching: platform-notes.md)
+    [SWITCHER_ADDR, +64 KiB)           the Host's page: GDT, stubs, Host stack;
+                                       read/execute only, as the real Switcher
+                                       is to the Guest
+
+The Guest sees RAM only at page_offset, as the Launcher's initial page tables
+map it; an access anywhere else faults and is reflected as a #PF.
+
+Every Guest exit reaches Python through a hook that records an `Exit` and stops
+the CPU; no hook runs per instruction or per block.  Instruction counts come
+from unicorn's own `count=` counter (offset found by calibrate.py).
+"""
+
+import ctypes
+import mmap
+import struct
+
+from unicorn import (Uc, UcError, UC_ARCH_X86, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ,
+                     UC_PROT_EXEC, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_PROT,
+                     UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_MEM_WRITE, UC_HOOK_MEM_READ,
+                     UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT,
+                     UC_MEM_FETCH_PROT, UC_MEM_WRITE, UC_MEM_READ)
+from unicorn import x86_const as X
+
+from .. import abi
+from . import calibrate
+
+SWITCHER_SIZE = 0x10000
+GDT_ADDR = abi.SWITCHER_ADDR                 # 32 descriptors
+IRET_STUB = abi.SWITCHER_ADDR + 0x1000       # a lone `iret`
+HOST_STACK_TOP = abi.SWITCHER_ADDR + 0x4000
+
+# Ring-0 segments in the Host-owned GDT slots, as the Switcher's LGUEST_CS/DS.
+HOST_CS = abi.GDT_ENTRY_LGUEST_CS * 8
+HOST_DS = abi.GDT_ENTRY_LGUEST_DS * 8
+
+REGS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags",
+          "cs", "ss", "ds", "es", "fs", "gs")
+_UC_REG = {name: getattr(X, "UC_X86_REG_" + name.upper()) for name in REGS32}
+_UC_REG.update({"fpcw": X.UC_X86_REG_FPCW, "fpsw": X.UC_X86_REG_FPSW,
+                "fptag": X.UC_X86_REG_FPTAG, "mxcsr": X.UC_X86_REG_MXCSR})
+_BATCH_IDS = [_UC_REG[n] for n in REGS32]
+
+
+def flat_descriptor(access):
+    """A flat 4 GiB descriptor (G=1, D=1) with the given access byte."""
+    return struct.pack("<II", 0x0000FFFF, 0x00CF0000 | (access << 8))
+
+
+class Exit:
+    """Why the CPU came back to the Host."""
+    __slots__ = ("kind", "intno", "addr", "write", "fetch", "prot", "port", "size",
+                 "is_out", "eip", "watch", "soft")
+
+    def __init__(self, kind, **kw):
+        self.kind = kind          # 'intr', 'mem', 'io', 'breakpoint', 'watch', 'stop', 'budget'
+        for k in self.__slots__[1:]:
+            setattr(self, k, kw.get(k))
+
+    def __repr__(self):
+        return "<Exit %s %s>" % (self.kind, {k: getattr(self, k) for k in self.__slots__[1:]
+                                             if getattr(self, k) is not None})
+
+
+class Cpu:
+    def __init__(self, page_offset, ram_size):
+        self.page_offset = page_offset
+        self.ram_size = ram_size
+        self.off = calibrate.offsets()
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        self._engine = calibrate.engine_address(self.uc)
+        # Guest RAM: one anonymous mapping the Host reads and writes directly.
+        self.ram = mmap.mmap(-1, ram_size)
+        self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
+        self.uc.mem_map_ptr(page_offset, ram_size, UC_PROT_ALL, self._ram_ptr)
+        self.switcher = mmap.mmap(-1, SWITCHER_SIZE)
+        self._sw_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.switcher))
+        self.uc.mem_map_ptr(abi.SWITCHER_ADDR, SWITCHER_SIZE, UC_PROT_READ | UC_PROT_EXEC,
+                            self._sw_ptr)
+        self.switcher[IRET_STUB - abi.SWITCHER_ADDR] = 0xCF
+        self.exit = None
+        self._skip_bp = None
+        self._breakpoints = {}        # addr -> hook handle
+        self._watch_hooks = []
+        self.watch_hit = None
+        self._install_hooks()
+        self._init_gdt()
+        self.uc.reg_write(X.UC_X86_REG_FPCW, 0x37F)
+        self.uc.reg_write(X.UC_X86_REG_MXCSR, 0x1F80)
+
+    # --- set-up ------------------------------------------------------------
+    def _init_gdt(self):
+        # The Host's slots: ring-0 code/data for the Switcher's own stubs.  The
+        # Guest's 12/13 start as flat DPL 1 (high dwords 0x00CFBB00/0x00CFB300,
+        # accessed bit set), as the 2.6.23 Host pre-sets them.
+        self.gdt = [b"\0" * 8] * abi.GDT_ENTRIES
+        self.gdt[abi.GDT_ENTRY_LGUEST_CS] = flat_descriptor(0x9B)
+        self.gdt[abi.GDT_ENTRY_LGUEST_DS] = flat_descriptor(0x93)
+        self.gdt[12] = flat_descriptor(0xBB)
+        self.gdt[13] = flat_descriptor(0xB3)
+        self.flush_gdt()
+        self.uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, abi.GDT_ENTRIES * 8 - 1, 0))
+        self.uc.reg_write(X.UC_X86_REG_CS, HOST_CS)
+        self.uc.reg_write(X.UC_X86_REG_SS, HOST_DS)
+        self.uc.reg_write(X.UC_X86_REG_DS, HOST_DS)
+
+    def flush_gdt(self):
+        blob = b"".join(self.gdt)
+        self.switcher[0:len(blob)] = blob
+
+    def _install_hooks(self):
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._on_bad_mem)
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+
+    def enter_guest(self, eip, esp, eflags, cs=abi.KERNEL_CS, ss=abi.KERNEL_DS):
+        """Drop from the Host's ring 0 into the Guest's ring with an iret frame.
+
+        unicorn will not change the privilege level on a CS write, so, like
+        the Switcher, we build an iret frame on the Host stack and execute it.
+        """
+        frame = struct.pack("<5I", eip, cs, eflags, esp, ss)
+        top = HOST_STACK_TOP - abi.SWITCHER_ADDR
+        self.switcher[top - len(frame):top] = frame
+        self.uc.reg_write(X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
+        self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
+
+    # --- hooks (each records why the Guest exited and stops) -----------------
+    def _on_intr(self, uc, intno, _):
+        self.exit = Exit("intr", intno=intno, eip=uc.reg_read(X.UC_X86_REG_EIP))
+        uc.emu_stop()
+
+    def _on_bad_mem(self, uc, access, addr, size, value, _):
+        write = access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT)
+        fetch = access in (UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT)
+        prot = access in (UC_MEM_WRITE_PROT, UC_MEM_FETCH_PROT) or access == 23  # READ_PROT
+        self.exit = Exit("mem", addr=addr & 0xFFFFFFFF, write=write, fetch=fetch, prot=prot,
+                         size=size, eip=uc.reg_read(X.UC_X86_REG_EIP))
+        return False
+
+    def _on_in(self, uc, port, size, _):
+        eip = uc.reg_read(X.UC_X86_REG_EIP)
+        self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip)
+        self._stop_after_this_instruction()
+        # Give back what the register already holds: the Host applies the
+        # 2.6.23 rule to EAX afterwards (Host.emulate_insn).
+        return uc.reg_read(X.UC_X86_REG_EAX) & ((1 << (8 * size)) - 1)
+
+    def _on_out(self, uc, port, size, value, _):
+        self.exit = Exit("io", port=port, size=size, is_out=True,
+                         eip=uc.reg_read(X.UC_X86_REG_EIP))
+        self._stop_after_this_instruction()
+
+    def _on_breakpoint(self, uc, addr, size, _):
+        if self._skip_bp == addr:          # resuming from this breakpoint
+            self._skip_bp = None
+            return
+        self.exit = Exit("breakpoint", eip=addr)
+        uc.emu_stop()
+
+    def _on_watch(self, uc, access, addr, size, value, kind):
+        if kind == "watch" and access != UC_MEM_WRITE:
+            return
+        if kind == "rwatch" and access != UC_MEM_READ:
+            return
+        if self.watch_hit is None:
+            self.watch_hit = (kind, addr)
+        self._stop_after_this_instruction()
+
+    def _stop_after_this_instruction(self):
+        # Lower count=' budget to the instruction in flight: unicorn stops at
+        # the next boundary with this instruction complete.  (emu_stop from a
+        # memory hook would leave EIP on an instruction whose store is done.)
+        ctypes.c_uint64.from_address(self._engine + self.off.budget).value = self.counter()
+
+    # --- running ------------------------------------------------------------
+    def counter(self):
+        return ctypes.c_uint64.from_address(self._engine + self.off.counter).value
+
+    def run(self, budget=None, timeout_us=0, skip_bp=None, count_for_watch=False):
+        """Run the Guest until it exits; return (Exit, instructions retired).
+
+        budget=None runs without counting (the realtime clock); the retired
+        count is then 0.  skip_bp is a breakpoint address being resumed from.
+        count_for_watch turns counting on anyway: watchpoints need it.
+        """
+        self.exit = None
+        self.watch_hit = None
+        self._hlt_seen = False
+        eip = self.uc.reg_read(X.UC_X86_REG_EIP)
+        self._skip_bp = skip_bp
+        counting = budget is not None
+        count = budget if counting else (1 << 62 if count_for_watch else 0)
+        if counting and budget == 0:
+            return Exit("budget"), 0
+        try:
+            self.uc.emu_start(eip, 0, timeout=timeout_us, count=count)
+        except UcError:
+            if self.exit is None or self.exit.kind != "mem":
+                raise
+        ex = self.exit
+        if ex is None:
+            if self.watch_hit is not None:
+                ex = Exit("watch", watch=self.watch_hit)
+            elif counting and self.counter() > budget:
+                ex = Exit("budget")
+            elif self._halted_by_hlt():
+                # unicorn just stops at a ring-1 hlt; the CPU would #GP.
+                ex = Exit("intr", intno=13, eip=self.reg("eip") - 1)
+                self.set_reg("eip", ex.eip)
+            else:
+                ex = Exit("stop")
+        elif self.watch_hit is not None and ex.kind == "io":
+            ex.watch = self.watch_hit
+        ex.soft = False
+        if ex.kind == "intr":
+            ex.soft = self._is_soft_int(ex.eip, ex.intno)
+        if ex.kind in ("intr", "mem"):
+            self.clear_exception_state()
+        retired = 0
+        if counting or count_for_watch:
+            # The count hook runs before each instruction: at any exit the
+            # instruction in flight is counted but has not retired, except a
+            # software interrupt (the hypercall), which has.
+            c = self.counter()
+            retired = c if ex.soft else max(c - 1, 0)
+            if ex.kind == "intr" and ex.intno == 13 and not ex.soft and self._hlt_seen:
+                retired = max(retired - 1, 0)
+        return ex, retired
+
+    _hlt_seen = False
+
+    def _halted_by_hlt(self):
+        eip = self.reg("eip")
+        try:
+            self._hlt_seen = bytes(self.uc.mem_read(eip - 1, 1)) == b"\xf4"
+        except UcError:
+            self._hlt_seen = False
+        return self._hlt_seen
+
+    def _is_soft_int(self, eip_after, intno):
+        """Did `int n`/`int3`/`into` raise this (EIP already past it)?"""
+        try:
+            tail = bytes(self.uc.mem_read(eip_after - 2, 2))
+        except UcError:
+            return False
+        if tail == bytes((0xCD, intno)):
+            return True
+        return (intno == 3 and tail[1] == 0xCC) or (intno == 4 and tail[1] == 0xCE)
+
+    def clear_exception_state(self):
+        """Forget the fault just caught (unicorn issue #1883 workaround)."""
+        ctx = self.uc.context_save()
+        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value + self.off.old_exception
+        ctypes.c_int32.from_address(addr).value = -1
+        self.uc.context_restore(ctx)
+
+    def last_error_code(self):
+        ctx = bytes(self.uc.context_save())
+        return struct.unpack_from("<I", ctx, self.off.errcode)[0]
+
+    def stop(self):
+        """Thread-safe request to stop the running Guest."""
+        self.uc.emu_stop()
+
+    # --- breakpoints and watchpoints ------------------------------------------
+    def add_breakpoint(self, addr):
+        if addr not in self._breakpoints:
+            self._breakpoints[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_breakpoint,
+                                                       begin=addr, end=addr)
+
+    def remove_breakpoint(self, addr):
+        h = self._breakpoints.pop(addr, None)
+        if h is not None:
+            self.uc.hook_del(h)
+
+    def breakpoints(self):
+        return sorted(self._breakpoints)
+
+    def add_watch(self, addr, length, kind):
+        types = {"watch": UC_HOOK_MEM_WRITE, "rwatch": UC_HOOK_MEM_READ,
+                 "awatch": UC_HOOK_MEM_WRITE | UC_HOOK_MEM_READ}[kind]
+        h = self.uc.hook_add(types, self._on_watch, kind, begin=addr, end=addr + length - 1)
+        self._watch_hooks.append((addr, length, kind, h))
+
+    def remove_watch(self, addr, length, kind):
+        for w in list(self._watch_hooks):
+            if w[:3] == (addr, length, kind):
+                self.uc.hook_del(w[3])
+                self._watch_hooks.remove(w)
+                return True
+        return False
+
+    def watches(self):
+        return [w[:3] for w in self._watch_hooks]
+
+    # --- registers ------------------------------------------------------------
+    def reg(self, name):
+        return self.uc.reg_read(_UC_REG[name])
+
+    def set_reg(self, name, value):
+        self.uc.reg_write(_UC_REG[name], value)
+
+    def regs(self):
+        return dict(zip(REGS32, self.uc.reg_read_batch(_BATCH_IDS)))
+
+    @property
+    def cpl(self):
+        return self.reg("cs") & 3
+
+    # --- memory by Guest virtual address (what debuggers see) ------------------
+    def read_virt(self, addr, length):
+        return bytes(self.uc.mem_read(addr, length))
+
+    def write_virt(self, addr, data):
+        self.uc.mem_write(addr, bytes(data))
+        self.invalidate(addr, len(data))
+
+    def invalidate(self, addr, length):
+        """Drop translated code for a range written from outside the CPU."""
+        if length:
+            self.uc.ctl_remove_cache(addr, addr + length)

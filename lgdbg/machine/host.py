@@ -1,0 +1,484 @@
+"""The lguest Host, re-created from Linux 2.6.23 drivers/lguest.
+
+Read this file in order: it follows the Host's own routines, each in the
+decision order of shared/docs/lguest-abi.md (section numbers in the comments).
+
+    kill_guest              §8.3   only the first reason is kept
+    do_hypercalls           §3.4   the async ring, then the synchronous call
+    do_hcall                §3.2   one function per hypercall below it
+    maybe_do_interrupt      §7.2   the exact decision sequence
+    set_guest_interrupt     §7.3   building the frame
+    handle_trap / deliver_trap / emulate_insn   §7.4
+
+The Host never runs Guest code; the Machine's run loop (machine.py) calls
+these routines at every Host entry, the way run_guest() does.
+"""
+
+import struct
+
+from .. import abi
+from .cpu import Exit  # noqa: F401  (documentation: what handle_trap receives)
+
+
+class Host:
+    def __init__(self, cpu, mem, clock, emit, launcher):
+        self.cpu = cpu
+        self.mem = mem
+        self.clock = clock
+        self.emit = emit                  # emit(kind, **fields)
+        self.launcher = launcher
+        self.page_offset = cpu.page_offset
+
+        self.lguest_data = None           # guest-physical, set by LGUEST_INIT
+        self.noirq_start = self.noirq_end = 0
+        self.irqs_pending = 0
+        self.idt = {}                     # vector -> (lo, hi) as the Host stores them
+        self.ss1 = self.esp1 = 0
+        self.stack_pages = 0
+        self.ts = 0
+        self.halted = False
+        self.dead = None                  # the kill reason
+        self.killed_by_trap = False
+        self.next_hcall = 0               # the Host's cursor into the async ring
+        self.cr3 = launcher.pgdir
+        self.pgdirs = [launcher.pgdir]    # shadow slots we would keep, by cr3
+        self.page_table_calls = 0
+        self.dmas = {}                    # key -> (dmas, count, irq): BIND_DMA
+        self.dma_is_pending = None        # (dma, key) for the Launcher
+        self.hcall_in_progress = None     # (eip,) while a sync hypercall waits
+        self._deferred = {}               # irq -> last deferral reason traced
+
+    # --- §8.3 kill_guest --------------------------------------------------------
+    def kill_guest(self, reason):
+        # The first reason is the one the Launcher reads; later ones are noise
+        # from routines carrying on after a failed access.
+        if self.dead is None:
+            self.dead = reason
+            self.emit("kill", reason=reason)
+
+    # --- guest-physical helpers ---------------------------------------------------
+    def guest_pa(self, vaddr):
+        """2.6.23: a kernel virtual address minus PAGE_OFFSET."""
+        return (vaddr - self.page_offset) & 0xFFFFFFFF
+
+    def _ld(self, offset):
+        return self.lguest_data + offset
+
+    # --- §3.4 + §3.2: hypercalls --------------------------------------------------
+    def do_hypercalls(self, sync):
+        """Drain the async ring, then run the synchronous call `sync` if any.
+
+        sync is (eax, edx, ebx, ecx, eip) from a Guest exit through int $0x1f.
+        Returns True when the synchronous call was consumed (the 2.6.23 Host
+        leaves it for the next iteration when an async SEND_DMA left Launcher
+        work pending, §3.4 step 3).
+        """
+        if self.lguest_data is not None:
+            self.do_async_hcalls(sync[4] if sync else self.cpu.reg("eip"))
+        if sync is None:
+            return True
+        if self.dma_is_pending is not None:
+            return False
+        nr, a1, a2, a3, eip = sync
+        ret = self.do_hcall(nr, a1, a2, a3, eip, False)
+        if ret is not None:
+            self.cpu.set_reg("eax", ret)
+        return True
+
+    def do_async_hcalls(self, eip):
+        # §3.4: one snapshot of all 64 status bytes, then at most 64 calls
+        # starting at our own cursor, stopping at the first one not queued.
+        status = bytearray(self.mem.read(self._ld(abi.LD_HCALL_STATUS), abi.LHCALL_RING_SIZE))
+        for _ in range(abi.LHCALL_RING_SIZE):
+            n = self.next_hcall
+            if status[n] == abi.HCALL_DONE:
+                break
+            self.next_hcall = (n + 1) % abi.LHCALL_RING_SIZE
+            raw = self.mem.read(self._ld(abi.LD_HCALLS + n * abi.HCALL_SLOT), abi.HCALL_SLOT)
+            nr, a1, a2, a3 = struct.unpack("<4I", raw)        # eax, edx, ebx, ecx
+            self.do_hcall(nr, a1, a2, a3, eip, True)
+            if not self.mem.write(self._ld(abi.LD_HCALL_STATUS + n), b"\xff"):
+                break
+            if self.dma_is_pending is not None or self.dead:
+                break
+
+    def do_hcall(self, nr, a1, a2, a3, eip, is_async):
+        """Run one hypercall; return the value for EAX or None to leave it."""
+        self.emit("hcall", nr=nr, name=abi.hcall_name(nr), args=[a1, a2, a3], eip=eip,
+                  **{"async": is_async})
+        # The only call allowed before we know where lguest_data is.
+        if self.lguest_data is None:
+            if nr != abi.LHCALL_LGUEST_INIT:
+                self.kill_guest("hypercall %d before LGUEST_INIT" % nr)
+                return None
+            return self.initialize(a1)
+        handler = self._HCALLS.get(nr)
+        if handler is None:
+            self.kill_guest("Bad hypercall %d" % nr)
+            return None
+        return handler(self, a1, a2, a3)
+
+    def initialize(self, addr):
+        """LGUEST_INIT: learn where lguest_data lives and fill in the Host's fields."""
+        if not self.mem.ok(addr, abi.LD_SIZE):
+            self.kill_guest("bad guest page %#x" % addr)
+            return None
+        self.lguest_data = addr
+        # noirq_start/end are static initialisers: read once, now, never again.
+        self.noirq_start = self.mem.read_u32(self._ld(abi.LD_NOIRQ_START))
+        self.noirq_end = self.mem.read_u32(self._ld(abi.LD_NOIRQ_END))
+        self.mem.write_u32(self._ld(abi.LD_RESERVE_MEM), abi.RESERVE_MEM)
+        # tsc_khz stays 0: rdtsc runs natively on unicorn and cannot be made
+        # deterministic, so the Guest must use lguest_data.time instead.
+        self.mem.write_u32(self._ld(abi.LD_TSC_KHZ), 0)
+        self.mem.write(self._ld(abi.LD_GUESTID), struct.pack("<H", self.launcher.guestid))
+        self.write_timestamp()
+        return None
+
+    def hc_flush_async(self, a1, a2, a3):
+        # Nothing itself: exiting to the Host already drained the ring.
+        return None
+
+    def hc_lguest_init(self, a1, a2, a3):
+        self.kill_guest("already have lguest_data")
+
+    def hc_crash(self, a1, a2, a3):
+        # The Host copies 128 bytes and forces the last to NUL.
+        msg = self.mem.read_cstring(a1, 127).decode("latin-1")
+        self.kill_guest("CRASH: %s" % msg)
+
+    def hc_load_gdt(self, table, num, a3):
+        if num > abi.GDT_ENTRIES:
+            self.kill_guest("too many gdt entries %d" % num)
+            return None
+        raw = self.mem.read(table, num * 8)
+        for i in range(num):
+            if i not in abi.HOST_GDT_ENTRIES:
+                self.cpu.gdt[i] = self._fixup_descriptor(raw[i * 8:i * 8 + 8])
+        self.cpu.flush_gdt()
+        return None
+
+    def hc_load_tls(self, table, cpu, a3):
+        raw = self.mem.read(table, 3 * 8)
+        for i in range(3):
+            self.cpu.gdt[abi.GDT_ENTRY_TLS_MIN + i] = self._fixup_descriptor(raw[i * 8:i * 8 + 8])
+        self.cpu.flush_gdt()
+        return None
+
+    @staticmethod
+    def _fixup_descriptor(raw):
+        # The Guest's kernel segments say DPL 0; it really runs at 1.  The
+        # accessed bit is set so the CPU never writes to the GDT.
+        lo, hi = struct.unpack("<II", raw)
+        if hi & 0x6000 == 0:
+            hi |= abi.GUEST_PL << 13
+        hi |= 0x100
+        return struct.pack("<II", lo, hi)
+
+    def hc_new_pgtable(self, pgdir, a2, a3):
+        # The flat mapping stays; we remember which top-level table the Guest
+        # switched to and keep the Host's four shadow slots in order.
+        self.page_table_calls += 1
+        self.cr3 = pgdir
+        if pgdir not in self.pgdirs:
+            self.pgdirs = (self.pgdirs + [pgdir])[-4:]
+        return None
+
+    def hc_flush_tlb(self, all_, a2, a3):
+        self.page_table_calls += 1
+        return None
+
+    def hc_set_pte(self, pgdir, vaddr, pte):
+        # A PTE the Guest marks accessed or dirty is installed at once, so it
+        # is checked now (§8.2); others are only cleared for demand faulting.
+        self.page_table_calls += 1
+        if pte & 0x60:
+            self._check_gpte(pte)
+        return None
+
+    def _check_gpte(self, pte):
+        if pte & (0x08 | 0x80) or (pte >> 12) >= self.mem.limit >> 12:   # PWT, PSE, pfn
+            self.kill_guest("bad page table entry")
+
+    def hc_set_pmd(self, pgdir, index, a3):
+        self.page_table_calls += 1
+        # The Switcher's slot (1023) is never the Guest's: ignored.
+        return None
+
+    def hc_load_idt_entry(self, vector, lo, hi):
+        # §8.1: vectors the Guest may never own are silently ignored; 2.6.23
+        # keeps 32 traps, 32 irqs and the system call vector.
+        if vector in abi.IDT_IGNORED_VECTORS:
+            return None
+        if vector >= abi.FIRST_EXTERNAL_VECTOR + abi.LGUEST_IRQS and vector != abi.SYSCALL_VECTOR:
+            return None
+        if not hi & 0x8000:
+            self.idt.pop(vector, None)
+            return None
+        gate_type = (hi >> 8) & 0xF
+        if gate_type not in (abi.GATE_INTERRUPT, abi.GATE_TRAP):
+            self.kill_guest("bad IDT type %d" % gate_type)
+            return None
+        self.idt[vector] = ((abi.KERNEL_CS << 16) | (lo & 0xFFFF), hi & 0xFFFFEF00)
+        return None
+
+    def hc_set_stack(self, ss, esp, pages):
+        if ss & 3 != abi.GUEST_PL:
+            self.kill_guest("bad stack segment %d" % ss)
+            return None
+        if pages > 2:
+            self.kill_guest("bad stack pages %u" % pages)
+            return None
+        self.ss1, self.esp1, self.stack_pages = ss, esp, pages
+        # Pin: the stack pages must be there before a trap needs them.
+        for i in range(pages):
+            page = (esp - 1 - i * abi.PAGE_SIZE) & ~(abi.PAGE_SIZE - 1)
+            if not self.mem.ok(self.guest_pa(page), abi.PAGE_SIZE):
+                self.kill_guest("bad stack page %#x" % page)
+                return None
+        return None
+
+    def hc_ts(self, ts, a2, a3):
+        self.ts = ts
+        return None
+
+    def hc_set_clockevent(self, delta, a2, a3):
+        # One-shot, in nanoseconds; 0 stops it (§7.6).
+        if delta == 0:
+            self.clock.deadline_ns = None
+            self.emit("clock", armed=0)
+        else:
+            self.clock.deadline_ns = self.clock.time_ns + delta
+            self.emit("clock", armed=self.clock.deadline_ns)
+        return None
+
+    def hc_halt(self, a1, a2, a3):
+        self.halted = True
+        self.emit("halt")
+        return None
+
+    def hc_bind_dma(self, key, dmas, count_irq):
+        count, irq = count_irq >> 8, count_irq & 0xFF
+        if irq == 0:
+            self.dmas.pop(key, None)
+            return 1
+        if irq >= abi.LGUEST_IRQS or (key not in self.dmas and len(self.dmas) >= 32):
+            return 0
+        self.dmas[key] = (dmas, count, irq)
+        return 1
+
+    def hc_send_dma(self, key, dma, a3):
+        # Key 0, the console, lives in the Launcher's private memory: the
+        # run loop returns to the Launcher with (dma, key).
+        self.dma_is_pending = (dma, key)
+        return None
+
+    def hc_notify(self, addr, a2, a3):
+        self.launcher.notify(addr)
+        return None
+
+    _HCALLS = {
+        abi.LHCALL_FLUSH_ASYNC: hc_flush_async,
+        abi.LHCALL_LGUEST_INIT: hc_lguest_init,
+        abi.LHCALL_CRASH: hc_crash,
+        abi.LHCALL_LOAD_GDT: hc_load_gdt,
+        abi.LHCALL_NEW_PGTABLE: hc_new_pgtable,
+        abi.LHCALL_FLUSH_TLB: hc_flush_tlb,
+        abi.LHCALL_LOAD_IDT_ENTRY: hc_load_idt_entry,
+        abi.LHCALL_SET_STACK: hc_set_stack,
+        abi.LHCALL_TS: hc_ts,
+        abi.LHCALL_SET_CLOCKEVENT: hc_set_clockevent,
+        abi.LHCALL_HALT: hc_halt,
+        abi.LHCALL_BIND_DMA: hc_bind_dma,
+        abi.LHCALL_SEND_DMA: hc_send_dma,
+        abi.LHCALL_SET_PTE: hc_set_pte,
+        abi.LHCALL_SET_PMD: hc_set_pmd,
+        abi.LHCALL_LOAD_TLS: hc_load_tls,
+        abi.LHCALL_NOTIFY: hc_notify,
+    }
+
+    def write_timestamp(self):
+        sec, nsec = self.clock.timespec()
+        if not self.mem.write(self._ld(abi.LD_TIME), struct.pack("<II", sec, nsec)):
+            self.kill_guest("Writing timestamp")
+
+    # --- §7.2 maybe_do_interrupt ------------------------------------------------
+    def interrupt_decision(self):
+        """What maybe_do_interrupt would decide now, without doing it.
+
+        Returns (irq or None, verdict, detail): verdict is 'deliver', 'none',
+        or one of the deferral reasons (abi.DEFER_REASONS).
+        """
+        if self.lguest_data is None:
+            return None, "none", "lguest_data is not registered yet (no LGUEST_INIT)"
+        blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
+        candidates = self.irqs_pending & ~blocked & 0xFFFFFFFF
+        if not candidates:
+            if self.irqs_pending:
+                irq = _lowest(self.irqs_pending)
+                return irq, "blocked", "irq %d is pending but blocked" % irq
+            return None, "none", "no irq is pending"
+        irq = _lowest(candidates)
+        eip = self.cpu.reg("eip")
+        if self.noirq_start <= eip < self.noirq_end:
+            return irq, "noirq", "EIP %#x is inside the noirq window [%#x, %#x)" % (
+                eip, self.noirq_start, self.noirq_end)
+        if not self.halted and self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) == 0:
+            return irq, "disabled", "lguest_data.irq_enabled is 0"
+        vector = abi.FIRST_EXTERNAL_VECTOR + irq
+        if vector not in self.idt:
+            return irq, "no-handler", "no IDT entry for vector %#x" % vector
+        gate = abi.decode_gate(*self.idt[vector])
+        return irq, "deliver", "would deliver irq %d to %#x through an %s gate" % (
+            irq, gate.handler, abi.gate_kind(gate.type))
+
+    def maybe_do_interrupt(self):
+        """§7.2, step by step.  Returns the delivered irq or None."""
+        # 1. Nothing before LGUEST_INIT.
+        if self.lguest_data is None:
+            return None
+        # 2-4. The lowest pending irq that the Guest has not blocked.
+        blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
+        candidates = self.irqs_pending & ~blocked & 0xFFFFFFFF
+        if not candidates:
+            if self.irqs_pending:
+                self._defer(_lowest(self.irqs_pending), "blocked")
+            return None                      # (and no timestamp update)
+        irq = _lowest(candidates)
+        # 5. Never inside lguest_iret's window, whatever irq_enabled says.
+        eip = self.cpu.reg("eip")
+        if self.noirq_start <= eip < self.noirq_end:
+            self._defer(irq, "noirq")
+            return None
+        # 6. A halted Guest expects "sti; hlt": wake it with interrupts on.
+        if self.halted:
+            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), abi.X86_EFLAGS_IF):
+                self.kill_guest("Re-enabling interrupts")
+            self.halted = False
+            self.emit("wake")
+        elif self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) == 0:
+            self._defer(irq, "disabled")
+            return None
+        # 7. Deliver through the Guest's gate, if it gave us one.
+        delivered = None
+        vector = abi.FIRST_EXTERNAL_VECTOR + irq
+        if vector in self.idt:
+            self.irqs_pending &= ~(1 << irq)
+            lo, hi = self.idt[vector]
+            frame = self.set_guest_interrupt(lo, hi, False)
+            if frame is not None:
+                self._deferred.pop(irq, None)
+                gate = abi.decode_gate(lo, hi)
+                self.emit("irq", irq=irq, vector=vector, from_eip=eip, handler=gate.handler,
+                          gate=abi.gate_kind(gate.type), esp=self.cpu.reg("esp"))
+                delivered = irq
+        else:
+            self._defer(irq, "no-handler")
+        # 8. The timestamp, delivered or not.
+        self.write_timestamp()
+        return delivered
+
+    def _defer(self, irq, reason):
+        # Traced once per irq per change of reason, not at every Host entry.
+        if self._deferred.get(irq) != reason:
+            self._deferred[irq] = reason
+            self.emit("irq-deferred", irq=irq, reason=reason, eip=self.cpu.reg("eip"))
+
+    # --- §7.3 set_guest_interrupt -----------------------------------------------
+    def set_guest_interrupt(self, lo, hi, has_err, errcode=0):
+        """Push an interrupt frame as the CPU would and jump to the handler.
+
+        Returns the frame written (dict) or None if the Guest died doing it.
+        """
+        regs = self.cpu.regs()
+        frame = {"eflags": regs["eflags"], "cs": regs["cs"], "eip": regs["eip"]}
+        # 1. From user mode (ring 3) the frame goes on the kernel stack the
+        #    Guest gave us with SET_STACK, and the old SS:ESP go first.
+        if regs["ss"] & 3 != abi.GUEST_PL:
+            esp, ss = self.esp1, self.ss1
+            words = [regs["ss"], regs["esp"]]
+            frame.update(ss=regs["ss"], esp=regs["esp"])
+        else:
+            esp, ss = regs["esp"], regs["ss"]
+            words = []
+        # 2. The eflags we push carry IF from lguest_data.irq_enabled (a bit
+        #    test here, unlike maybe_do_interrupt's "non-zero").
+        eflags = regs["eflags"]
+        if not self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) & abi.X86_EFLAGS_IF:
+            eflags &= ~abi.X86_EFLAGS_IF
+        frame["eflags"] = eflags
+        # 3. eflags, cs, eip and maybe the error code, each a pre-decremented push.
+        words += [eflags, regs["cs"], regs["eip"]]
+        if has_err:
+            words.append(errcode)
+            frame["errcode"] = errcode
+        for w in words:
+            esp = (esp - 4) & 0xFFFFFFFF
+            if not self.mem.write_u32(self.guest_pa(esp), w):
+                return None
+        # 4. Into the handler at the Guest's kernel privilege.
+        handler = (lo & 0xFFFF) | (hi & 0xFFFF0000)
+        if regs["cs"] & 3 != abi.GUEST_PL:
+            self.cpu.enter_guest(handler, esp, regs["eflags"], abi.KERNEL_CS, ss)
+        else:
+            self.cpu.set_reg("esp", esp)
+            self.cpu.set_reg("eip", handler)
+        # 5. An interrupt gate turns (virtual) interrupts off; a trap gate does not.
+        if (hi >> 8) & 0xF == abi.GATE_INTERRUPT:
+            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), 0):
+                self.kill_guest("Disabling interrupts")
+        frame["esp"] = esp
+        frame["handler"] = handler
+        return frame
+
+    # --- §7.4 traps ---------------------------------------------------------------
+    def handle_trap(self, vector, errcode, eip, cr2=None):
+        """A fault the Guest took: emulate it, reflect it, or kill the Guest."""
+        if vector == 14:
+            # No Guest page tables to fault in from (the flat mapping covers
+            # all RAM), so every page fault is the Guest's: tell it where.
+            if self.lguest_data is not None and \
+                    not self.mem.write_u32(self._ld(abi.LD_CR2), cr2):
+                self.kill_guest("Writing cr2")
+                return
+        if vector == 7 and not self.ts:
+            # The Host has already restored the FPU: nothing to tell.
+            self.emit("trap", vector=7, errcode=0, eip=eip, delivered=False)
+            return
+        self.deliver_trap(vector, errcode, eip, cr2)
+
+    def deliver_trap(self, vector, errcode, eip, cr2=None):
+        present = vector < 64 and vector in self.idt
+        fields = {"vector": vector, "errcode": errcode, "eip": eip}
+        if vector == 14:
+            fields["cr2"] = cr2
+        if not present or self.lguest_data is None:
+            self.emit("trap", **fields, delivered=False)
+            self.killed_by_trap = True
+            self.kill_guest("unhandled trap %d at %#x (%#x)"
+                            % (vector, eip, cr2 if vector == 14 else errcode))
+            return
+        lo, hi = self.idt[vector]
+        self.emit("trap", **fields, delivered=True)
+        self.set_guest_interrupt(lo, hi, vector in abi.TRAPS_WITH_ERRCODE, errcode)
+
+    def emulate_insn(self, insn_eip):
+        """The 2.6.23 Host's in/out emulation for a #GP in kernel code.
+
+        unicorn lets ring 1 execute in/out (the CPU would #GP), so by now the
+        instruction has run with EAX unchanged; apply the Host's result rule.
+        """
+        code = self.cpu.read_virt(insn_eip, 2)
+        prefix = code[0] == 0x66
+        opcode = code[1] if prefix else code[0]
+        if opcode in (0xE4, 0xE5, 0xEC, 0xED):
+            if opcode & 1:
+                self.cpu.set_reg("eax", 0xFFFFFFFF)
+            else:
+                mask = 0xFFFF << (16 if prefix else 0)
+                self.cpu.set_reg("eax", self.cpu.reg("eax") | mask)
+        self.emit("trap", vector=13, errcode=0, eip=insn_eip, delivered=False, emulated=True)
+
+
+def _lowest(bitmap):
+    return (bitmap & -bitmap).bit_length() - 1

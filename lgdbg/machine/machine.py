@@ -1,0 +1,317 @@
+"""The emulated lguest machine: CPU + Guest memory + Host + Launcher + clock.
+
+Machine.run() is the Host's run_guest() loop (§7.1), with one difference the
+debugger needs: it can also come back because of a breakpoint, a watchpoint, a
+stop request or an instruction limit.  Those are *not* Host entries: resuming
+after them goes straight back to the Guest, so attaching a debugger never
+changes what the Guest sees (run-contract.md, "Host entries").
+
+A Host entry happens after every Guest exit (hypercall, trap, in/out) and at
+every timed event: the clock event's expiry, a scheduled irq raise, a Host
+tick.  At each one the Host drains the async ring, runs the synchronous
+hypercall, serves the Launcher and tries to deliver an interrupt.
+"""
+
+import threading
+
+from .. import abi
+from ..errors import UsageError
+from ..image import Image, load_image
+from .clock import RealtimeClock, VirtualClock
+from .cpu import Cpu
+from .events import EventBus
+from .host import Host
+from .launcher import Launcher
+from .memory import GuestMemory
+
+DEFAULT_MEM_MIB = 32
+DEFAULT_HOST_TICK = 1_000_000
+# Longest run between looks at stop requests when nothing else bounds it.
+MAX_SLICE_INSNS = 5_000_000
+REALTIME_SLICE_US = 20_000
+
+
+class Stop:
+    """Why Machine.run() returned."""
+    __slots__ = ("kind", "addr", "watch", "reason")
+
+    # kinds: breakpoint, watch, interrupted, step, killed, poweroff, max-insns, halted-forever
+    def __init__(self, kind, addr=None, watch=None, reason=None):
+        self.kind, self.addr, self.watch, self.reason = kind, addr, watch, reason
+
+    def __repr__(self):
+        return "<Stop %s%s>" % (self.kind, "" if self.reason is None else " " + self.reason)
+
+
+class Machine:
+    def __init__(self, image, mem_mib=DEFAULT_MEM_MIB, cmdline="", clock="icount",
+                 host_tick=DEFAULT_HOST_TICK, irqs=(), max_insns=None, output=None):
+        if clock not in ("icount", "realtime"):
+            raise UsageError("--clock must be icount or realtime, not %r" % clock)
+        if clock == "realtime" and (irqs or max_insns is not None or host_tick != DEFAULT_HOST_TICK):
+            raise UsageError("--irq, --max-insns and --host-tick count instructions: "
+                             "they need --clock icount")
+        if not 1 <= mem_mib <= 1024:
+            raise UsageError("--mem must be between 1 and 1024 MiB, not %d" % mem_mib)
+        if host_tick <= 0:
+            raise UsageError("--host-tick must be a positive instruction count")
+        mem_size = mem_mib << 20
+        self.image = image if isinstance(image, Image) else load_image(image, mem_size)
+        self.events = EventBus()
+        self.clock = VirtualClock() if clock == "icount" else RealtimeClock()
+        self.launcher = Launcher(mem_size, cmdline)
+        self.cpu = Cpu(self.image.page_offset, self.launcher.top)
+        self.mem = GuestMemory(self.cpu, self.launcher.top, self._kill)
+        self.launcher.load(self.cpu.ram, self.image)
+        self.launcher.mem = self.mem
+        self.launcher.output = output
+        self.host = Host(self.cpu, self.mem, self.clock, self.emit, self.launcher)
+        self.launcher.host = self.host
+        self.mem.write_observers.append(self._host_wrote)
+
+        self.host_tick = host_tick
+        self.max_insns = max_insns
+        self.schedule = sorted((count, irq) for irq, count in irqs)
+        for irq, count in irqs:
+            if not 0 <= irq < abi.LGUEST_IRQS:
+                raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
+        self._sync_hcall = None          # a hypercall waiting for the Host
+        self._entry_pending = False      # a Guest exit the Host has not handled
+        self._stop_requested = threading.Event()
+        self._host_watch_hit = None
+        self._resume_from_bp = None
+        self.guest_watches = []          # (addr, length, kind) also matched on Host writes
+
+        # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
+        # EIP = the entry after the magic, ESI = 0 (the boot header), ESP 0.
+        self.cpu.enter_guest(self.image.entry, 0, abi.INITIAL_EFLAGS)
+        for seg in ("ds", "es"):
+            self.cpu.set_reg(seg, abi.KERNEL_DS)
+
+    # --- events -------------------------------------------------------------------
+    def emit(self, kind, **fields):
+        event = self.clock.stamp()
+        event["kind"] = kind
+        event.update(fields)
+        self.events.emit(event)
+
+    def subscribe(self, callback):
+        return self.events.subscribe(callback)
+
+    def _kill(self, reason):
+        self.host.kill_guest(reason)
+
+    # --- the run loop -------------------------------------------------------------------
+    @property
+    def icount(self):
+        return self.clock.icount
+
+    @property
+    def dead(self):
+        return self.host.dead
+
+    def request_stop(self):
+        """Stop a running Guest soon (any thread; Ctrl-C)."""
+        self._stop_requested.set()
+        self.cpu.stop()
+
+    def run(self, max_insns=None):
+        """Run until something a debugger or the CLI must hear about."""
+        self._stop_requested.clear()
+        limit = None if max_insns is None else self.clock.icount + max_insns
+        while True:
+            if self.host.dead:
+                return self._death()
+            if self._entry_pending:
+                self._entry_pending = False
+                self.host_entry()
+                if self.host.dead:
+                    return self._death()
+                if self._host_watch_hit:
+                    hit, self._host_watch_hit = self._host_watch_hit, None
+                    return Stop("watch", watch=hit)
+            if limit is not None and self.clock.icount >= limit:
+                return Stop("step")
+            if self._stop_requested.is_set():
+                return Stop("interrupted")
+            if self.max_insns is not None and self.clock.icount >= self.max_insns:
+                return Stop("max-insns")
+            if self.host.halted:
+                if not self._idle():
+                    return Stop("halted-forever",
+                                reason="halted with nothing that can ever wake it")
+                continue
+            stop = self._run_guest(limit)
+            if stop is not None:
+                return stop
+
+    def _run_guest(self, limit):
+        """Step (9)-(10) of run_guest: run until an exit, then classify it."""
+        skip = self._resume_from_bp
+        self._resume_from_bp = None
+        if self.clock.deterministic:
+            budget = self._budget(limit)
+            ex, retired = self.cpu.run(budget, skip_bp=skip)
+            self.clock.icount += retired
+        else:
+            timeout = REALTIME_SLICE_US
+            if self.clock.deadline_ns is not None:
+                timeout = max(1, min(timeout, (self.clock.deadline_ns - self.clock.time_ns) // 1000))
+            ex, _ = self.cpu.run(None, timeout_us=timeout, skip_bp=skip,
+                                 count_for_watch=bool(self.cpu.watches()))
+        kind = ex.kind
+        if kind == "breakpoint":
+            self._resume_from_bp = ex.eip
+            return Stop("breakpoint", addr=ex.eip)
+        if kind == "watch":
+            return Stop("watch", watch=ex.watch)
+        if kind == "intr" and ex.intno == abi.LGUEST_TRAP_ENTRY and ex.soft:
+            r = self.cpu.regs()
+            self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
+            self._entry_pending = True
+        elif kind == "intr":
+            errcode = self.cpu.last_error_code() if ex.intno in abi.TRAPS_WITH_ERRCODE else 0
+            self.host.handle_trap(ex.intno, errcode, self.cpu.reg("eip"))
+            self._entry_pending = True
+        elif kind == "mem":
+            self._page_fault(ex)
+            self._entry_pending = True
+        elif kind == "io":
+            self._io(ex)
+            self._entry_pending = True
+            if ex.watch:
+                self._host_watch_hit = ex.watch
+        self._timed_events()
+        return None
+
+    def _budget(self, limit):
+        """Instructions until the next thing that needs the Host or the caller."""
+        now = self.clock.icount
+        ends = [now + MAX_SLICE_INSNS, self.clock.icount + self.clock.insns_until(self._next_tick_ns())]
+        if self.clock.deadline_ns is not None:
+            ends.append(now + self.clock.insns_until(self.clock.deadline_ns))
+        if self.schedule:
+            ends.append(self.schedule[0][0])
+        if limit is not None:
+            ends.append(limit)
+        if self.max_insns is not None:
+            ends.append(self.max_insns)
+        return max(min(ends) - now, 0)
+
+    def _next_tick_ns(self):
+        return (self.clock.time_ns // self.host_tick + 1) * self.host_tick
+
+    def _timed_events(self):
+        """Whatever fell due at this instruction boundary becomes a Host entry."""
+        clock = self.clock
+        if clock.deadline_ns is not None and clock.time_ns >= clock.deadline_ns:
+            clock.deadline_ns = None
+            self.emit("clock", fired=True)
+            self._raise(0, "clock")
+        if clock.deterministic:
+            # All raises scheduled for this count, before the one delivery attempt.
+            while self.schedule and self.schedule[0][0] <= clock.icount:
+                _, irq = self.schedule.pop(0)
+                self._raise(irq, "schedule")
+            if clock.time_ns >= self._last_tick_ns + self.host_tick:
+                self._last_tick_ns = clock.time_ns - clock.time_ns % self.host_tick
+                self._entry_pending = True
+
+    _last_tick_ns = 0
+
+    def _raise(self, irq, source):
+        self.host.irqs_pending |= 1 << irq
+        self.emit("raise", irq=irq, source=source)
+        self._entry_pending = True
+
+    def _idle(self):
+        """Halted: let virtual time jump to the next event that could wake us."""
+        if self.schedule and self.clock.deterministic:
+            # icount does not move while halted: the next raise is due now.
+            count = self.schedule[0][0]
+            while self.schedule and self.schedule[0][0] == count:
+                self._raise(self.schedule.pop(0)[1], "schedule")
+            return True
+        if self.clock.deadline_ns is None:
+            return False
+        if self.clock.deterministic:
+            self.clock.skip_to(self.clock.deadline_ns)
+        else:
+            delay = (self.clock.deadline_ns - self.clock.time_ns) / 1e9
+            if delay > 0 and self._stop_requested.wait(delay):
+                return True
+        self._timed_events()
+        return True
+
+    # --- Host entries ---------------------------------------------------------------------
+    def host_entry(self):
+        """Steps (1)-(5) of run_guest: hypercalls, the Launcher, an interrupt."""
+        sync, self._sync_hcall = self._sync_hcall, None
+        for _ in range(abi.LHCALL_RING_SIZE + 2):
+            if self.host.do_hypercalls(sync):
+                sync = None
+            if self.host.dead:
+                return
+            if self.host.dma_is_pending is None:
+                break
+            # Back to the Launcher with the DMA; it calls read() again.
+            dma, key = self.host.dma_is_pending
+            self.host.dma_is_pending = None
+            self.launcher.handle_output(dma, key)
+        self.host.maybe_do_interrupt()
+
+    def _page_fault(self, ex):
+        # No Guest page tables to fault in from: report it as the CPU would.
+        errcode = (1 if ex.prot else 0) | (2 if ex.write else 0) | (4 if self.cpu.cpl == 3 else 0)
+        self.host.handle_trap(14, errcode, self.cpu.reg("eip"), cr2=ex.addr)
+
+    def _io(self, ex):
+        if self.cpu.cpl == abi.GUEST_PL:
+            self.host.emulate_insn(ex.eip)
+        else:
+            # User code may not do I/O: the #GP the CPU would have raised.
+            self.cpu.set_reg("eip", ex.eip)
+            self.host.handle_trap(13, 0, ex.eip)
+
+    def _death(self):
+        if self.host.dead == "CRASH: Power down":
+            return Stop("poweroff", reason=self.host.dead)
+        return Stop("killed", reason=self.host.dead)
+
+    # --- what debuggers do ------------------------------------------------------------------
+    def step(self):
+        """Execute one instruction (a hypercall is handled as part of it)."""
+        return self.run(max_insns=1)
+
+    def try_deliver(self):
+        """One delivery attempt, as lguest-step-irq asks: returns the Host's verdict."""
+        before = self.host.interrupt_decision()
+        irq = self.host.maybe_do_interrupt()
+        return irq, before
+
+    def raise_irq(self, irq, source="monitor"):
+        if not 0 <= irq < abi.LGUEST_IRQS:
+            raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
+        self.host.irqs_pending |= 1 << irq
+        self.emit("raise", irq=irq, source=source)
+
+    def read_memory(self, addr, length):
+        return self.cpu.read_virt(addr, length)
+
+    def write_memory(self, addr, data):
+        self.cpu.write_virt(addr, data)
+
+    def add_watch(self, addr, length, kind):
+        self.cpu.add_watch(addr, length, kind)
+        self.guest_watches.append((addr, length, kind))
+
+    def remove_watch(self, addr, length, kind):
+        if (addr, length, kind) in self.guest_watches:
+            self.guest_watches.remove((addr, length, kind))
+        return self.cpu.remove_watch(addr, length, kind)
+
+    def _host_wrote(self, virt, length):
+        for addr, wlen, kind in self.guest_watches:
+            if kind != "rwatch" and virt < addr + wlen and addr < virt + length:
+                if self._host_watch_hit is None:
+                    self._host_watch_hit = (kind, max(addr, virt))

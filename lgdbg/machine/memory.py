@@ -1,0 +1,55 @@
+"""Guest-physical memory as the Host sees it: lgread/lgwrite.
+
+The Host touches Guest memory only by physical address, inside
+[0, pfn_limit * 4096).  Like the real lgread/lgwrite, an access outside that
+kills the Guest and a failed read returns zeros, so Host routines can carry on
+and the run loop notices the death afterwards.
+
+Two side duties of every Host write: tell the debugger (a watchpoint on
+lguest_data.irq_enabled must fire when the Host clears it on delivery), and
+drop unicorn's translated code for the range (writes into the host buffer do
+not invalidate it: platform-notes.md).
+"""
+
+import struct
+
+
+class GuestMemory:
+    def __init__(self, cpu, limit, kill):
+        self.cpu = cpu
+        self.buf = cpu.ram
+        self.limit = limit                  # pfn_limit * 4096
+        self.page_offset = cpu.page_offset
+        self._kill = kill
+        self.write_observers = []           # callables(virt_addr, length)
+
+    def ok(self, phys, length):
+        return 0 <= phys and length >= 0 and phys + length <= self.limit
+
+    def read(self, phys, length):
+        if not self.ok(phys, length):
+            self._kill("bad read address %#x len %u" % (phys & 0xFFFFFFFF, length))
+            return bytes(length)
+        return self.buf[phys:phys + length]
+
+    def write(self, phys, data):
+        if not self.ok(phys, len(data)):
+            self._kill("bad write address %#x len %u" % (phys & 0xFFFFFFFF, len(data)))
+            return False
+        self.buf[phys:phys + len(data)] = data
+        virt = phys + self.page_offset
+        self.cpu.invalidate(virt, len(data))
+        for observe in self.write_observers:
+            observe(virt, len(data))
+        return True
+
+    def read_u32(self, phys):
+        return struct.unpack("<I", self.read(phys, 4))[0]
+
+    def write_u32(self, phys, value):
+        return self.write(phys, struct.pack("<I", value & 0xFFFFFFFF))
+
+    def read_cstring(self, phys, maxlen):
+        """Up to maxlen bytes, cut at the first NUL (the Host's CRASH copy)."""
+        raw = self.read(phys, min(maxlen, max(self.limit - phys, 0)))
+        return raw.split(b"\0", 1)[0]
