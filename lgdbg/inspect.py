@@ -1,0 +1,129 @@
+"""Host-side state as plain data, for every front end.
+
+The stub's `monitor json ...` commands send exactly these dicts to gdb, and
+the REPL renders them directly, so both print the same words (lgdbg.render).
+Everything here is JSON-serialisable: ints, strings, lists, dicts, None.
+"""
+
+from . import abi
+
+
+def status(machine):
+    host, clock = machine.host, machine.clock
+    return {
+        "init": host.lguest_data is not None,
+        "lguest_data": None if host.lguest_data is None else host.lguest_data + host.page_offset,
+        "lguest_data_phys": host.lguest_data,
+        "noirq_start": host.noirq_start,
+        "noirq_end": host.noirq_end,
+        "pending": abi.irq_list(host.irqs_pending),
+        "blocked": abi.irq_list(_blocked(machine)),
+        "halted": host.halted,
+        "icount": clock.icount,
+        "time_ns": clock.time_ns,
+        "clock_deadline_ns": clock.deadline_ns,
+        "dead": host.dead,
+        "eip": machine.cpu.reg("eip"),
+        "in_noirq": host.noirq_start <= machine.cpu.reg("eip") < host.noirq_end,
+        "page_offset": host.page_offset,
+    }
+
+
+def _blocked(machine):
+    host = machine.host
+    if host.lguest_data is None:
+        return 0
+    return int.from_bytes(machine.mem.buf[host.lguest_data + abi.LD_BLOCKED:
+                                          host.lguest_data + abi.LD_BLOCKED + 4], "little")
+
+
+def irq_decision(machine):
+    """maybe_do_interrupt's reasoning right now, step by step (§7.2)."""
+    host = machine.host
+    steps = []
+    if host.lguest_data is None:
+        steps.append("1. lguest_data is not registered: the Host does nothing")
+        return {"verdict": "none", "irq": None, "steps": steps,
+                "pending": [], "blocked": []}
+    pending = host.irqs_pending
+    blocked = _blocked(machine)
+    steps.append("2. blocked_interrupts = %#010x (%s)" % (blocked, _irqs(blocked)))
+    steps.append("3. pending = %#010x (%s); pending and not blocked = %s"
+                  % (pending, _irqs(pending), _irqs(pending & ~blocked)))
+    irq, verdict, detail = host.interrupt_decision()
+    if verdict in ("none", "blocked"):
+        steps.append("4. " + detail + ": nothing to deliver")
+    else:
+        steps.append("4. lowest candidate: irq %d" % irq)
+        eip = machine.cpu.reg("eip")
+        inside = host.noirq_start <= eip < host.noirq_end
+        steps.append("5. EIP %#x %s the noirq window [%#x, %#x)"
+                     % (eip, "is inside" if inside else "is outside",
+                        host.noirq_start, host.noirq_end))
+        if verdict != "noirq":
+            if host.halted:
+                steps.append("6. the Guest is halted: the Host wakes it and sets irq_enabled = 0x200")
+            else:
+                enabled = machine.mem.read_u32(host.lguest_data + abi.LD_IRQ_ENABLED)
+                steps.append("6. irq_enabled = %#x (%s)"
+                             % (enabled, "enabled" if enabled else "disabled"))
+        if verdict in ("no-handler", "deliver"):
+            steps.append("7. " + detail)
+    return {"verdict": verdict, "irq": irq, "detail": detail, "steps": steps,
+            "pending": abi.irq_list(pending), "blocked": abi.irq_list(blocked)}
+
+
+def _irqs(bitmap):
+    found = abi.irq_list(bitmap & 0xFFFFFFFF)
+    return "irqs " + ", ".join(map(str, found)) if found else "none"
+
+
+def hcalls(machine, count=10):
+    return [dict(e) for e in machine.events.recent_hcalls[-count:]] if count else []
+
+
+def idt(machine):
+    rows = []
+    for vector in sorted(machine.host.idt):
+        gate = abi.decode_gate(*machine.host.idt[vector])
+        rows.append({"vector": vector, "handler": gate.handler, "type": abi.gate_kind(gate.type),
+                     "dpl": gate.dpl, "irq": vector - abi.FIRST_EXTERNAL_VECTOR
+                     if abi.FIRST_EXTERNAL_VECTOR <= vector < abi.FIRST_EXTERNAL_VECTOR + abi.LGUEST_IRQS
+                     else None})
+    return rows
+
+
+def host_state(machine):
+    host, clock, cpu = machine.host, machine.clock, machine.cpu
+    gdt = []
+    for i, raw in enumerate(cpu.gdt):
+        lo, hi = int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
+        if lo or hi:
+            d = abi.decode_descriptor(lo, hi)
+            gdt.append({"index": i, "selector": i * 8, "base": d.base, "limit": d.limit,
+                        "dpl": d.dpl, "type": d.type, "present": d.present,
+                        "code": bool(d.s and d.type & 8), "host": i in abi.HOST_GDT_ENTRIES})
+    tick = machine.host_tick
+    return {
+        "gdt": gdt,
+        "ss1": host.ss1, "esp1": host.esp1, "stack_pages": host.stack_pages,
+        "ts": host.ts,
+        "pending": abi.irq_list(host.irqs_pending),
+        "blocked": abi.irq_list(_blocked(machine)),
+        "halted": host.halted,
+        "clock_deadline_ns": clock.deadline_ns,
+        "time_ns": clock.time_ns,
+        "next_host_tick_ns": (clock.time_ns // tick + 1) * tick if clock.deterministic else None,
+        "cr3": host.cr3,
+        "page_table_calls": host.page_table_calls,
+        "async_cursor": host.next_hcall,
+        "dead": host.dead,
+    }
+
+
+def lguest_data(machine, version=abi.DEFAULT_LAYOUT):
+    host = machine.host
+    if host.lguest_data is None:
+        return None
+    size = abi.layout(version)["size"]
+    return abi.decode_lguest_data(machine.mem.buf[host.lguest_data:host.lguest_data + size], version)
