@@ -1,0 +1,111 @@
+"""Symbols and line tables of a guest image (pyelftools), for lgdbg's own front ends.
+
+gdb has its own; this serves the REPL, the explorer and the timeline.
+"""
+
+import bisect
+import os
+
+from .errors import UsageError
+
+
+class Symbols:
+    def __init__(self, path):
+        from elftools.elf.elffile import ELFFile          # imported only when needed
+        from elftools.common.exceptions import ELFError
+        self.path = path
+        self.by_name = {}
+        starts = []
+        try:
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                symtab = elf.get_section_by_name(".symtab")
+                for sym in (symtab.iter_symbols() if symtab else ()):
+                    if not sym.name or sym["st_info"]["type"] in ("STT_FILE", "STT_SECTION"):
+                        continue
+                    if sym["st_shndx"] == "SHN_UNDEF":
+                        continue
+                    addr = sym["st_value"]
+                    self.by_name.setdefault(sym.name, addr)
+                    starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL", sym.name))
+                self.lines = self._line_table(elf)
+        except (OSError, ELFError) as e:
+            raise UsageError("cannot read symbols from %s: %s" % (path, e))
+        # Prefer global names where several share an address.
+        starts.sort()
+        self._addrs = [a for a, _, _ in starts]
+        self._names = [n for _, _, n in starts]
+
+    @staticmethod
+    def _line_table(elf):
+        """[(address, file, line)] sorted by address, from DWARF when present."""
+        rows = []
+        if not elf.has_dwarf_info():
+            return rows
+        dwarf = elf.get_dwarf_info()
+        for cu in dwarf.iter_CUs():
+            lp = dwarf.line_program_for_CU(cu)
+            if lp is None:
+                continue
+            files = lp["file_entry"]
+            for entry in lp.get_entries():
+                st = entry.state
+                if st is None or st.end_sequence:
+                    continue
+                idx = st.file - 1 if lp.header["version"] < 5 else st.file
+                name = files[idx].name.decode() if 0 <= idx < len(files) else "?"
+                rows.append((st.address, name, st.line))
+        rows.sort()
+        return rows
+
+    def lookup(self, name):
+        """Address of NAME, NAME+OFF, or a number; UsageError if unknown."""
+        text = name.strip()
+        base, plus, off = text.partition("+")
+        try:
+            return int(text, 0)
+        except ValueError:
+            pass
+        if base.strip() not in self.by_name:
+            raise UsageError("no symbol %r in %s" % (base.strip(), os.path.basename(self.path)))
+        try:
+            delta = int(off, 0) if plus else 0
+        except ValueError:
+            raise UsageError("bad offset in %r" % text)
+        return self.by_name[base.strip()] + delta
+
+    def symbolize(self, addr, exact_only=False):
+        """'name+0x5' for an address inside a known symbol's span, else None."""
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0:
+            return None
+        start = self._addrs[i]
+        # Among names at the same address, the first sorted (global first).
+        j = bisect.bisect_left(self._addrs, start)
+        name = self._names[j]
+        off = addr - start
+        if exact_only and off:
+            return None
+        if off > 0x10000:
+            return None
+        return name if off == 0 else "%s+%d" % (name, off)
+
+    def line_of(self, addr):
+        """(file, line) of the last line-table row at or before addr, or None."""
+        i = bisect.bisect_right(self.lines, (addr, "\uffff", 1 << 30)) - 1
+        if i < 0:
+            return None
+        return self.lines[i][1], self.lines[i][2]
+
+    def address_of_line(self, filename, line):
+        """First address of the first line >= `line` in that file, or None."""
+        base = os.path.basename(filename)
+        best = None
+        for addr, f, ln in self.lines:
+            if os.path.basename(f) == base and ln >= line and (best is None or ln < best[1]
+                                                             or (ln == best[1] and addr < best[0])):
+                best = (addr, ln)
+        return best[0] if best else None
+
+    def names(self):
+        return sorted(self.by_name)
