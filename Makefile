@@ -1,0 +1,36 @@
+# Two entry points (README): `make demo` and `make test`.  Both create the
+# virtualenv and install what they need, Debian packages included.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: demo test bench examples clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Boot the bundled iret guest (patch templates, lguest_iret, timer irqs),
+# write its Host trace and draw the interrupt timeline.
+demo: $(STAMP)
+	tools/install-deps.sh demo
+	$(BIN)/lgdbg run --trace demo-trace.jsonl
+	$(BIN)/lgdbg timeline demo-trace.jsonl -o demo-timeline.html --image lgdbg/images/iret.elf
+	@echo "timeline written to demo-timeline.html; next: $(BIN)/lgdbg gdb  or  $(BIN)/lgdbg repl"
+
+test: $(STAMP)
+	tools/install-deps.sh test
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Rebuild the example guests and copy them into the package.
+examples:
+	$(MAKE) -C examples install
+
+clean:
+	rm -rf $(VENV) demo-trace.jsonl demo-timeline.html
