@@ -94,6 +94,7 @@ class Debugger:
 
     def _run(self, max_insns=None):
         self.caught = None
+        self._interrupted = False
         stop = self.machine.run(max_insns=max_insns)
         if self.caught is not None and stop.kind in ("interrupted", "step"):
             cp, event = self.caught
@@ -101,7 +102,11 @@ class Debugger:
                         watch=event)
         return stop
 
+    _interrupted = False
+
     def interrupt(self):
+        """Stop a running continue, stepi N or step-irq --until (any thread)."""
+        self._interrupted = True
         self.machine.request_stop()
 
     # --- single-stepping interrupt delivery -----------------------------------------
@@ -112,6 +117,7 @@ class Debugger:
         change of the Host's reason.  Returns a dict for lgdbg.render.
         """
         m = self.machine
+        self._interrupted = False
         report = {"delivered": False, "steps": 0, "changes": []}
         decision = inspect.irq_decision(m)
         report["decision"] = decision
@@ -122,7 +128,7 @@ class Debugger:
         while True:
             if decision["verdict"] == "deliver":
                 return self._deliver_now(report)
-            if not until or report["steps"] >= limit or m.dead:
+            if not until or report["steps"] >= limit or m.dead or self._interrupted:
                 report["why_not"] = decision.get("detail") or decision["steps"][-1]
                 return report
             self.last_irq_event = None

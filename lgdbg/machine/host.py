@@ -329,8 +329,9 @@ class Host:
         if vector not in self.idt:
             return irq, "no-handler", "no IDT entry for vector %#x" % vector
         gate = abi.decode_gate(*self.idt[vector])
-        return irq, "deliver", "would deliver irq %d to %#x through an %s gate" % (
-            irq, gate.handler, abi.gate_kind(gate.type))
+        kind = abi.gate_kind(gate.type)
+        return irq, "deliver", "would deliver irq %d to %#x through %s %s gate" % (
+            irq, gate.handler, "an" if kind == "interrupt" else "a", kind)
 
     def maybe_do_interrupt(self):
         """§7.2, step by step.  Returns the delivered irq or None."""

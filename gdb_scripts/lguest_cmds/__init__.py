@@ -1,0 +1,26 @@
+"""lgdbg's gdb commands, one module per area (as Linux's scripts/gdb does).
+
+    data       lguest-data, lguest-noirq        (memory and symbols only)
+    patches    lguest-patches                   (memory and symbols only)
+    journey    lguest-journey                   (line tables and sources)
+    irq        lguest-irq, lguest-step-irq      (the Host, through lgdbg's stub)
+    host       lguest-hcalls, lguest-idt, lguest-host, lguest-status
+    catch      lguest-catch
+    functions  $lguest_irq_enabled(), $lguest_in_noirq(), $lguest_pending()
+"""
+
+import gdb
+
+_registered = False
+
+
+def register_all():
+    global _registered
+    if _registered:
+        return
+    from . import catch, data, functions, host, irq, journey, overview, patches
+    for module in (data, irq, host, catch, patches, journey):
+        module.register()
+    functions.register()
+    overview.register()          # last: its help lists all the others
+    _registered = True
