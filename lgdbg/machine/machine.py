@@ -13,6 +13,7 @@ hypercall, serves the Launcher and tries to deliver an interrupt.
 """
 
 import threading
+import time
 
 from .. import abi
 from ..errors import UsageError
@@ -23,12 +24,14 @@ from .events import EventBus
 from .host import Host
 from .launcher import Launcher
 from .memory import GuestMemory
+from .watchdog import Watchdog
 
 DEFAULT_MEM_MIB = 32
 DEFAULT_HOST_TICK = 1_000_000
 # Longest run between looks at stop requests when nothing else bounds it.
 MAX_SLICE_INSNS = 5_000_000
-REALTIME_SLICE_US = 20_000
+# The realtime clock's stand-in for the Host's own timer preemption.
+REALTIME_TICK_S = 0.010
 
 
 class Stop:
@@ -78,6 +81,7 @@ class Machine:
         self._sync_hcall = None          # a hypercall waiting for the Host
         self._entry_pending = False      # a Guest exit the Host has not handled
         self._stop_requested = threading.Event()
+        self._watchdog = Watchdog(self.cpu.stop)
         self._host_watch_hit = None
         self._resume_from_bp = None
         self.guest_watches = []          # (addr, length, kind) also matched on Host writes
@@ -111,13 +115,20 @@ class Machine:
         return self.host.dead
 
     def request_stop(self):
-        """Stop a running Guest soon (any thread; Ctrl-C)."""
+        """Stop a running Guest soon (any thread; Ctrl-C).
+
+        A request made while nothing runs stops the next run at once.
+        """
         self._stop_requested.set()
-        self.cpu.stop()
+        self._watchdog.request_stop()
+
+    def _stopped_on_request(self):
+        self._stop_requested.clear()
+        self._watchdog.clear_stop()
+        return Stop("interrupted")
 
     def run(self, max_insns=None):
         """Run until something a debugger or the CLI must hear about."""
-        self._stop_requested.clear()
         limit = None if max_insns is None else self.clock.icount + max_insns
         while True:
             if self.host.dead:
@@ -130,10 +141,10 @@ class Machine:
                 if self._host_watch_hit:
                     hit, self._host_watch_hit = self._host_watch_hit, None
                     return Stop("watch", watch=hit)
+            if self._stop_requested.is_set():
+                return self._stopped_on_request()
             if limit is not None and self.clock.icount >= limit:
                 return Stop("step")
-            if self._stop_requested.is_set():
-                return Stop("interrupted")
             if self.max_insns is not None and self.clock.icount >= self.max_insns:
                 return Stop("max-insns")
             if self.host.halted:
@@ -149,16 +160,26 @@ class Machine:
         """Step (9)-(10) of run_guest: run until an exit, then classify it."""
         skip = self._resume_from_bp
         self._resume_from_bp = None
+        self.mem.flush_code()
         if self.clock.deterministic:
             budget = self._budget(limit)
-            ex, retired = self.cpu.run(budget, skip_bp=skip)
+            self._watchdog.arm()
+            try:
+                ex, retired = self.cpu.run(budget, skip_bp=skip)
+            finally:
+                self._watchdog.disarm()
             self.clock.icount += retired
         else:
-            timeout = REALTIME_SLICE_US
+            slice_s = REALTIME_TICK_S
             if self.clock.deadline_ns is not None:
-                timeout = max(1, min(timeout, (self.clock.deadline_ns - self.clock.time_ns) // 1000))
-            ex, _ = self.cpu.run(None, timeout_us=timeout, skip_bp=skip,
-                                 count_for_watch=bool(self.cpu.watches()))
+                slice_s = min(slice_s, (self.clock.deadline_ns - self.clock.time_ns) / 1e9)
+            self._watchdog.arm(time.monotonic() + max(slice_s, 0))
+            try:
+                ex, _ = self.cpu.run(None, skip_bp=skip, count_for_watch=bool(self.cpu.watches()))
+            finally:
+                self._watchdog.disarm()
+            if ex.kind == "stop" and not self._stop_requested.is_set():
+                self._entry_pending = True        # the realtime Host tick
         kind = ex.kind
         if kind == "breakpoint":
             self._resume_from_bp = ex.eip
@@ -294,6 +315,11 @@ class Machine:
             raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
         self.host.irqs_pending |= 1 << irq
         self.emit("raise", irq=irq, source=source)
+        if self.host.halted:
+            # A halted Guest sleeps in the Host until something wakes it: the
+            # Launcher's LHREQ_BREAK after raising an irq is that wake-up, so
+            # the next run() begins with a Host entry (and a delivery attempt).
+            self._entry_pending = True
 
     def read_memory(self, addr, length):
         return self.cpu.read_virt(addr, length)

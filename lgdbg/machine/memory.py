@@ -8,7 +8,10 @@ and the run loop notices the death afterwards.
 Two side duties of every Host write: tell the debugger (a watchpoint on
 lguest_data.irq_enabled must fire when the Host clears it on delivery), and
 drop unicorn's translated code for the range (writes into the host buffer do
-not invalidate it: platform-notes.md).
+not invalidate it: platform-notes.md).  The second is batched: a Host entry
+writes a frame, irq_enabled and the time in a handful of small writes, and
+each invalidation costs microseconds, so ranges are merged and dropped once,
+just before the Guest runs again (flush_code).
 """
 
 import struct
@@ -22,6 +25,22 @@ class GuestMemory:
         self.page_offset = cpu.page_offset
         self._kill = kill
         self.write_observers = []           # callables(virt_addr, length)
+        self._stale = []                    # written ranges whose code may be stale
+
+    def flush_code(self):
+        """Drop translated code for everything the Host wrote since last time."""
+        if not self._stale:
+            return
+        spans = sorted(self._stale)
+        self._stale = []
+        start, end = spans[0]
+        for s, e in spans[1:]:
+            if s <= end + 64:                 # close enough: one call
+                end = max(end, e)
+            else:
+                self.cpu.invalidate(start, end - start)
+                start, end = s, e
+        self.cpu.invalidate(start, end - start)
 
     def ok(self, phys, length):
         return 0 <= phys and length >= 0 and phys + length <= self.limit
@@ -38,7 +57,7 @@ class GuestMemory:
             return False
         self.buf[phys:phys + len(data)] = data
         virt = phys + self.page_offset
-        self.cpu.invalidate(virt, len(data))
+        self._stale.append((virt, virt + len(data)))
         for observe in self.write_observers:
             observe(virt, len(data))
         return True
