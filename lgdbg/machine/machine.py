@@ -158,7 +158,9 @@ class Machine:
 
     def _run_guest(self, limit):
         """Step (9)-(10) of run_guest: run until an exit, then classify it."""
-        skip = self._resume_from_bp
+        # Resuming from a breakpoint must not hit it again, but only while
+        # EIP is still on it (a delivered interrupt may have moved it).
+        skip = self._resume_from_bp if self._resume_from_bp == self.cpu.reg("eip") else None
         self._resume_from_bp = None
         self.mem.flush_code()
         if self.clock.deterministic:

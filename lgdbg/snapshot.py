@@ -1,0 +1,402 @@
+"""Machine snapshots that restore only what changed.
+
+A snapshot is everything that decides what the Guest does next:
+
+  - the CPU registers, with unicorn's context_save() (5.6 KB, ~5 us);
+  - the Python state of the Host, the clock, the Launcher and the run loop
+    (irqs_pending, idt, halted, dead, deadline_ns, icount, schedule,
+    next_hcall, ...): every *plain* attribute (numbers, strings, None and
+    lists/tuples/dicts/sets of them) of those objects, so a field added to the
+    Host later is covered without touching this file.  Excluded on purpose:
+    debugger configuration (Machine.guest_watches, host_tick, max_insns) and
+    the CPU's hook bookkeeping (breakpoints, watch hooks): a restore takes the
+    Guest back in time, not the debugger's settings;
+  - the Guest GDT (Cpu.gdt, written back into the Switcher page);
+  - the last hypercalls (EventBus.recent_hcalls), so `monitor json hcalls`
+    agrees with the restored past;
+  - Guest RAM.
+
+RAM is the expensive part (32 MiB by default: a full copy costs milliseconds),
+so only the first snapshot of a Snapshots manager copies all of it (the
+"base"); later snapshots keep only the pages that differ from the base, and a
+restore rewrites only the pages that can differ from the target.  Which pages
+can differ comes from dirty-page tracking:
+
+  - Guest stores: unicorn's software TLB in UC_TLB_VIRTUAL mode, with a
+    TLB-fill callback that grants write access to a page only on its first
+    store (DirtyTracker: one Python call per written page, none per store);
+  - Host stores (lgwrite: interrupt frames, timestamps, used_len): the
+    GuestMemory write observer;
+  - debugger stores (Machine.write_memory goes straight to uc.mem_write and
+    tells no observer): call mark_dirty(vaddr, length) after them, or use
+    track=False.
+
+With track=False nothing is hooked and every save/restore compares all of RAM
+against the base (slower, but no cost at all while the Guest runs).
+
+A rewritten page is compared first and only the byte range that really
+differs is copied back; unicorn's translated code is dropped for exactly that
+range (ctl_remove_cache: host-side writes do not invalidate it), so restoring
+a data word that shares a page with code does not force retranslation.
+"""
+
+import hashlib
+
+from unicorn import UC_MEM_WRITE, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
+
+PAGE = 4096
+PAGE_SHIFT = 12
+
+# Attributes that are debugger settings, not Guest state.
+_MACHINE_EXCLUDE = frozenset({"guest_watches", "host_tick", "max_insns"})
+_PLAIN_SCALARS = (int, float, str, bytes, bool, type(None))
+
+
+def _is_plain(v):
+    if isinstance(v, _PLAIN_SCALARS):
+        return True
+    if isinstance(v, (tuple, list, set, frozenset)):
+        return all(_is_plain(x) for x in v)
+    if isinstance(v, dict):
+        return all(_is_plain(k) and _is_plain(x) for k, x in v.items())
+    return False
+
+
+def _clone(v):
+    """A private copy of plain data (immutable parts are shared)."""
+    if isinstance(v, list):
+        return [_clone(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clone(x) for k, x in v.items()}
+    if isinstance(v, set):
+        return set(v)
+    return v          # scalars, tuples and frozensets of scalars are immutable
+
+
+def _plain_vars(obj, exclude=frozenset()):
+    return {k: _clone(v) for k, v in vars(obj).items() if k not in exclude and _is_plain(v)}
+
+
+def _set_vars(obj, saved, exclude=frozenset()):
+    cls = type(obj)
+    for k in [k for k, v in vars(obj).items()
+              if k not in saved and k not in exclude and _is_plain(v) and hasattr(cls, k)]:
+        # Set on the instance after the snapshot (the class default before it).
+        delattr(obj, k)
+    for k, v in saved.items():
+        setattr(obj, k, _clone(v))
+
+
+class Snapshot:
+    """One saved machine state.  Treat as opaque; see Snapshots."""
+
+    __slots__ = ("name", "icount", "eip", "context", "state", "gdt", "hcalls",
+                 "pages", "full", "owner")
+
+    def __repr__(self):
+        return "<Snapshot %s icount=%s eip=%#x %s>" % (
+            self.name, self.icount, self.eip,
+            "full" if self.full is not None else "%d pages" % len(self.pages))
+
+    def describe(self):
+        return {"name": self.name, "icount": self.icount, "eip": self.eip,
+                "pages": len(self.pages), "full": self.full is not None}
+
+
+class DirtyTracker:
+    """Which Guest RAM pages were written since the last reset().
+
+    Guest stores are seen through unicorn's software TLB: while tracking,
+    unicorn runs in UC_TLB_VIRTUAL mode with a UC_HOOK_TLB_FILL callback that
+    maps every page 1:1 (the Machine runs without paging, so nothing changes
+    for the Guest) but hands out RAM pages *without* write permission until
+    the first store to them.  That store misses the TLB again, the callback
+    records the page and grants write access: one Python call per written
+    page per tracking period, none per store, and no translated code is
+    thrown away (reset() only flushes the TLB).
+
+    Measured alternatives (bench/explore_speed.py's notes): a Python
+    UC_HOOK_MEM_WRITE callback per store costs ~1 us each (a spin loop
+    storing to memory dominates everything); splitting that hook around each
+    dirtied page stops the callbacks but unicorn 2.1 invalidates the
+    translated blocks a memory hook has seen when the hook is deleted, which
+    costs a retranslation of everything per injection point.
+    """
+
+    def __init__(self, machine):
+        self.m = machine
+        self.uc = machine.cpu.uc
+        self.vbase = machine.cpu.page_offset
+        self.npages = machine.cpu.ram_size >> PAGE_SHIFT
+        self.vend = self.vbase + (self.npages << PAGE_SHIFT)
+        self.dirty = set()           # page numbers (guest-physical >> 12)
+        self.active = False
+        self._hook = None
+        self._regions = []           # (begin, end_inclusive, perms) outside RAM
+        self.callbacks = 0           # TLB fills seen (for measurements)
+
+    def start(self):
+        if self.active:
+            return
+        from unicorn import UC_HOOK_TLB_FILL, UC_TLB_VIRTUAL
+        self.active = True
+        self._regions = [(b, e, perms) for b, e, perms in self.uc.mem_regions()
+                         if not (self.vbase <= b < self.vend)]
+        self._hook = self.uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
+        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        self.m.mem.write_observers.append(self._host_wrote)
+        self.flush_tlb()
+
+    def stop(self):
+        if not self.active:
+            return
+        from unicorn import UC_TLB_CPU
+        self.active = False
+        self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
+        self.uc.hook_del(self._hook)
+        self._hook = None
+        self.flush_tlb()
+        if self._host_wrote in self.m.mem.write_observers:
+            self.m.mem.write_observers.remove(self._host_wrote)
+
+    def flush_tlb(self):
+        from unicorn.unicorn_const import UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+
+    def reset(self):
+        """Forget the dirty set; start a new tracking period."""
+        self.dirty = set()
+        if self.active:
+            self.flush_tlb()
+
+    def mark(self, vaddr, length):
+        """Record a write the TLB cannot see (uc.mem_write by a debugger)."""
+        if length <= 0:
+            return
+        first = (vaddr - self.vbase) >> PAGE_SHIFT
+        last = (vaddr + length - 1 - self.vbase) >> PAGE_SHIFT
+        for p in range(max(first, 0), min(last, self.npages - 1) + 1):
+            self.dirty.add(p)
+
+    def _host_wrote(self, vaddr, length):
+        self.mark(vaddr, length)
+
+    def _fill(self, uc, vaddr, access, entry, _):
+        self.callbacks += 1
+        page = vaddr & ~(PAGE - 1)
+        entry.paddr = page
+        if self.vbase <= page < self.vend:
+            p = (page - self.vbase) >> PAGE_SHIFT
+            if access == UC_MEM_WRITE:
+                self.dirty.add(p)
+                entry.perms = UC_PROT_ALL
+            elif p in self.dirty:
+                entry.perms = UC_PROT_ALL
+            else:
+                entry.perms = UC_PROT_READ | UC_PROT_EXEC
+            return True
+        for b, e, perms in self._regions:
+            if b <= page <= e:
+                entry.perms = perms
+                return True
+        entry.perms = UC_PROT_ALL        # unmapped: the physical access faults as before
+        return True
+
+
+class Snapshots:
+    """Save and restore states of one Machine.
+
+    The first save() is a full copy of RAM (the base).  Later ones store the
+    pages that differ from the base.  With track=True (the default) a dirty
+    tracker runs from the first save on, so save() and restore() look only at
+    pages that may have changed; call mark_dirty() after writing Guest memory
+    with Machine.write_memory.  With track=False every save/restore compares
+    all pages (no cost while the Guest runs).
+    """
+
+    def __init__(self, machine, track=True):
+        self.m = machine
+        self.ram = machine.cpu.ram
+        self.npages = machine.cpu.ram_size >> PAGE_SHIFT
+        self.vbase = machine.cpu.page_offset
+        self.track = track
+        self.tracker = DirtyTracker(machine) if track else None
+        self.base = None
+        self.current = None      # RAM equals this snapshot's, except dirty pages
+        self.named = {}
+        self.stats = {"pages_compared": 0, "pages_written": 0, "bytes_written": 0,
+                      "restores": 0}
+
+    # --- bookkeeping -------------------------------------------------------------
+    def mark_dirty(self, vaddr, length):
+        if self.tracker is not None:
+            self.tracker.mark(vaddr, length)
+
+    def close(self):
+        if self.tracker is not None:
+            self.tracker.stop()
+
+    def list(self):
+        return [s.describe() for s in self.named.values()]
+
+    def get(self, name):
+        return self.named.get(name)
+
+    def drop(self, name):
+        return self.named.pop(name, None) is not None
+
+    def _candidates(self, *snaps):
+        """Pages where RAM may differ from any of snaps' memory."""
+        if self.tracker is None or self.current is None:
+            return range(self.npages)
+        pages = set(self.tracker.dirty)
+        pages.update(self.current.pages)
+        for s in snaps:
+            pages.update(s.pages)
+        return sorted(pages)
+
+    def _base_page(self, p):
+        return self.base.full[p << PAGE_SHIFT:(p + 1) << PAGE_SHIFT]
+
+    def _sync_point(self, snap):
+        self.current = snap
+        if self.tracker is not None:
+            self.tracker.reset()
+
+    # --- save ---------------------------------------------------------------------
+    def save(self, name=None):
+        m = self.m
+        s = Snapshot()
+        s.name = name
+        s.owner = self
+        s.icount = m.clock.icount
+        s.eip = m.cpu.reg("eip")
+        s.context = m.cpu.uc.context_save()
+        s.state = {
+            "machine": _plain_vars(m, _MACHINE_EXCLUDE),
+            "host": _plain_vars(m.host),
+            "clock": _plain_vars(m.clock),
+            "launcher": _plain_vars(m.launcher),
+        }
+        s.gdt = list(m.cpu.gdt)
+        s.hcalls = list(m.events.recent_hcalls)
+        if self.base is None:
+            s.full = bytes(self.ram)
+            s.pages = {}
+            self.base = s
+            if self.tracker is not None:
+                self.tracker.start()
+        else:
+            s.full = None
+            s.pages = {}
+            ram = self.ram
+            for p in self._candidates():
+                off = p << PAGE_SHIFT
+                cur = ram[off:off + PAGE]
+                self.stats["pages_compared"] += 1
+                if cur != self._base_page(p):
+                    s.pages[p] = cur
+        self._sync_point(s)
+        if name is not None:
+            self.named[name] = s
+        return s
+
+    # --- restore ------------------------------------------------------------------
+    def restore(self, snap):
+        """Put the machine back in snap's state; returns the pages rewritten."""
+        if isinstance(snap, str):
+            name, snap = snap, self.named.get(snap)
+            if snap is None:
+                raise KeyError(name)
+        if snap.owner is not self:
+            raise ValueError("snapshot belongs to another machine")
+        m = self.m
+        written = self._restore_ram(snap)
+        m.cpu.uc.context_restore(snap.context)
+        _set_vars(m, snap.state["machine"], _MACHINE_EXCLUDE)
+        _set_vars(m.host, snap.state["host"])
+        _set_vars(m.clock, snap.state["clock"])
+        _set_vars(m.launcher, snap.state["launcher"])
+        if m.cpu.gdt != snap.gdt:
+            m.cpu.gdt = list(snap.gdt)
+            m.cpu.flush_gdt()
+        m.events.recent_hcalls[:] = snap.hcalls
+        self.stats["restores"] += 1
+        self._sync_point(snap)
+        return written
+
+    def _restore_ram(self, snap):
+        ram = self.ram
+        invalidate = self.m.cpu.invalidate
+        written = 0
+        stats = self.stats
+        for p in self._candidates(snap):
+            off = p << PAGE_SHIFT
+            want = snap.pages.get(p)
+            if want is None:
+                want = self._base_page(p)
+            cur = ram[off:off + PAGE]
+            stats["pages_compared"] += 1
+            if cur == want:
+                continue
+            lo, hi = _diff_range(cur, want)
+            ram[off + lo:off + hi] = want[lo:hi]
+            invalidate(self.vbase + off + lo, hi - lo)
+            written += 1
+            stats["bytes_written"] += hi - lo
+        stats["pages_written"] += written
+        return written
+
+    # --- comparisons (for explorers and tests) ---------------------------------------
+    def page_hashes(self, pages):
+        """{page: digest} of the current RAM for the given page numbers."""
+        ram = self.ram
+        return {p: hashlib.blake2b(ram[p << PAGE_SHIFT:(p + 1) << PAGE_SHIFT],
+                                   digest_size=16).digest() for p in pages}
+
+    def base_page_hash(self, p):
+        return hashlib.blake2b(self._base_page(p), digest_size=16).digest()
+
+    def changed_pages(self):
+        """Pages that may differ from the base right now (tracked mode: cheap)."""
+        if self.tracker is None or self.current is None:
+            return [p for p in range(self.npages)
+                    if self.ram[p << PAGE_SHIFT:(p + 1) << PAGE_SHIFT] != self._base_page(p)]
+        return sorted(set(self.tracker.dirty) | set(self.current.pages))
+
+
+def _diff_range(a, b):
+    """[lo, hi) covering every byte where equal-length a and b differ (a != b)."""
+    n = len(a)
+    lo, hi = 0, n                       # longest common prefix by bisection
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    first = lo
+    lo, hi = 0, n - first               # longest common suffix
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[n - mid:] == b[n - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return first, n - lo
+
+
+def ram_digest(machine):
+    """A digest of all Guest RAM (one pass over it: milliseconds)."""
+    return hashlib.blake2b(machine.cpu.ram, digest_size=16).hexdigest()
+
+
+def register_state(machine):
+    """Every register unicorn's context holds, as bytes, for comparisons.
+
+    The context starts with a header (its own size, mode, a pointer unicorn
+    updates on its own); only the CPU state after it is compared.
+    """
+    raw = bytes(machine.cpu.uc.context_save())
+    size = int.from_bytes(raw[:8], "little")
+    return raw[len(raw) - size:] if 0 < size <= len(raw) else raw
