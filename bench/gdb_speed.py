@@ -1,0 +1,200 @@
+"""gdb against lgdbg's stub and against QEMU's gdbstub, in the same run.
+
+    .venv/bin/python bench/gdb_speed.py [--steps N] [--reps N]
+
+Both targets run the same guest loop (`dec %ecx; jnz`): an lguest guest on
+`lgdbg serve`, a multiboot guest on `qemu-system-i386 -S -gdb ...` (install
+with `apt-get install --no-install-recommends qemu-system-x86`).  Through real
+gdb (driven by tests/gdbmi.py, which waits on MI tokens, not on quiet time)
+it measures:
+
+  - Ctrl-C delay: -exec-interrupt on the running loop until *stopped (median)
+  - stepi round trips per second, timed inside gdb's own Python
+  - `dump binary memory` of 1 MiB, timed inside gdb's own Python
+
+and prints each figure with the ratio lgdbg / QEMU (>= 1.0x: lgdbg as good).
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from gdbmi import Gdb, Serve  # noqa: E402
+
+IMAGES = os.path.join(ROOT, "lgdbg", "images")
+MIB = 1 << 20
+
+LGUEST_SRC = """\
+#include "lguest.h"
+	.section .init.text, "ax", @progbits
+	.ascii	"GenuineLguest"
+	.globl	guest_entry
+guest_entry:
+	.globl	spin
+spin:
+	decl	%ecx
+	jnz	spin
+	jmp	spin
+	.section .note.GNU-stack, "", @progbits
+"""
+
+MULTIBOOT_SRC = """\
+	.section .text
+	.align	4
+	.long	0x1BADB002			/* multiboot magic */
+	.long	0				/* flags */
+	.long	-0x1BADB002			/* checksum */
+	.globl	_start
+_start:
+	.globl	spin
+spin:
+	decl	%ecx
+	jnz	spin
+	jmp	spin
+	.section .note.GNU-stack, "", @progbits
+"""
+
+
+def build(tmp):
+    lg_src, mb_src = os.path.join(tmp, "spin.S"), os.path.join(tmp, "mb.S")
+    with open(lg_src, "w") as f:
+        f.write(LGUEST_SRC)
+    with open(mb_src, "w") as f:
+        f.write(MULTIBOOT_SRC)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("gcc", "-m32", "-I", IMAGES, "-c", lg_src, "-o", lg_src + ".o")
+    run("ld", "-m", "elf_i386", "--build-id=none", "--no-warn-rwx-segments",
+        "-T", os.path.join(IMAGES, "guest.lds"), "-o", os.path.join(tmp, "spin.elf"),
+        lg_src + ".o")
+    run("gcc", "-m32", "-c", mb_src, "-o", mb_src + ".o")
+    run("ld", "-m", "elf_i386", "--build-id=none", "-Ttext", "0x100000", "-e", "_start",
+        "-o", os.path.join(tmp, "mb.elf"), mb_src + ".o")
+    return os.path.join(tmp, "spin.elf"), os.path.join(tmp, "mb.elf")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Qemu:
+    def __init__(self, image):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["qemu-system-i386", "-kernel", image, "-S", "-gdb", "tcp:127.0.0.1:%d" % self.port,
+             "-display", "none", "-monitor", "none", "-serial", "none", "-m", "64"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Ready when the port accepts; gdb would retry for 15 s, we check first.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("qemu did not start: %s" % self.proc.stderr.read())
+                time.sleep(0.05)
+        self.address = "127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def measure(address, image, ram_start, steps, reps):
+    # Ctrl-C through MI (async, so -exec-interrupt reaches the running target).
+    gdb = Gdb(timeout=120)
+    try:
+        gdb.cli("file %s" % image)
+        gdb.mi("-target-select remote %s" % address)
+        gdb.mi("-break-insert spin")
+        gdb.mi("-exec-continue")
+        assert gdb.wait_stopped(60)["reason"] == "breakpoint-hit"
+        gdb.mi("-break-delete")
+        delays = []
+        for _ in range(reps):
+            gdb.mi("-exec-continue")
+            gdb.wait_running()
+            time.sleep(0.2)
+            t0 = time.perf_counter()
+            gdb.mi("-exec-interrupt")
+            stop = gdb.wait_stopped(30)
+            delays.append(time.perf_counter() - t0)
+            assert stop.get("signal-name") == "SIGINT", stop
+        gdb.cli("detach")
+    finally:
+        gdb.close()
+
+    # stepi round trips and the memory dump, timed inside a batch gdb's Python
+    # (synchronous commands, no MI in the loop).
+    out = os.path.join(tempfile.gettempdir(), "lgdbg-bench-%d.bin" % os.getpid())
+    script = out + ".py"
+    with open(script, "w") as f:
+        f.write("import time\n"
+                "t = time.perf_counter()\n"
+                "for _ in range(%d): gdb.execute('stepi', to_string=True)\n"
+                "s = time.perf_counter() - t\n"
+                "t = time.perf_counter()\n"
+                "gdb.execute('dump binary memory %s %#x %#x')\n"
+                "d = time.perf_counter() - t\n"
+                "print('RESULT %%f %%f' %% (s, d))\n" % (steps, out, ram_start, ram_start + MIB))
+    try:
+        proc = subprocess.run(["gdb", "-batch", "-nx", "-ex", "file %s" % image,
+                               "-ex", "target remote %s" % address, "-ex", "interrupt",
+                               "-ex", "source %s" % script, "-ex", "kill"],
+                              capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+        if "RESULT" not in proc.stdout:
+            raise RuntimeError("gdb batch run failed:\n%s\n%s" % (proc.stdout, proc.stderr))
+        step_s, dump_s = map(float, proc.stdout.split("RESULT")[1].split()[:2])
+        assert os.path.getsize(out) == MIB
+    finally:
+        for path in (out, script):
+            if os.path.exists(path):
+                os.unlink(path)
+    return {"ctrl_c_s": statistics.median(delays), "stepi_per_s": steps / step_s,
+            "dump_mib_per_s": 1 / dump_s}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=9)
+    args = ap.parse_args()
+    for tool in ("gdb", "gcc", "ld", "qemu-system-i386"):
+        if not shutil.which(tool):
+            sys.exit("bench/gdb_speed.py needs %s" % tool)
+    with tempfile.TemporaryDirectory() as tmp:
+        lg_image, mb_image = build(tmp)
+        with Serve(lg_image) as serve:
+            lg = measure(serve.address, lg_image, 0xC0000000, args.steps, args.reps)
+        qemu = Qemu(mb_image)
+        try:
+            qm = measure(qemu.address, mb_image, 0x100000, args.steps, args.reps)
+        finally:
+            qemu.close()
+    rows = [
+        ("Ctrl-C delay (ms, median of %d)" % args.reps, lg["ctrl_c_s"] * 1e3,
+         qm["ctrl_c_s"] * 1e3, qm["ctrl_c_s"] / lg["ctrl_c_s"]),
+        ("stepi round trips per second", lg["stepi_per_s"], qm["stepi_per_s"],
+         lg["stepi_per_s"] / qm["stepi_per_s"]),
+        ("dump binary memory 1 MiB (MiB/s)", lg["dump_mib_per_s"], qm["dump_mib_per_s"],
+         lg["dump_mib_per_s"] / qm["dump_mib_per_s"]),
+    ]
+    print("%-36s %12s %12s %10s" % ("gdb 13 against", "lgdbg", "QEMU", "ratio"))
+    for name, a, b, ratio in rows:
+        print("%-36s %12.1f %12.1f %9.2fx" % (name, a, b, ratio))
+    print("(ratio: how many times better lgdbg is; >= 1.0x meets the goal)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""`monitor ...` commands (qRcmd): Host-side state gdb cannot see by itself.
+
+Every command has a text form for people and a `json ...` form for the gdb
+commands in gdb_scripts/, which must print the same data the REPL does: the
+JSON is exactly what lgdbg.inspect (or Debugger.step_irq) returns.  Command
+text is parsed as words, never evaluated.
+"""
+
+import json
+
+from .. import abi, inspect
+from ..errors import UsageError
+
+HELP = """\
+lgdbg monitor commands (add `json` in front of a query for machine-readable output):
+  monitor lguest status        INIT, lguest_data, noirq window, pending/blocked irqs, halted,
+                               virtual time, armed timer, kill reason
+  monitor irq                  pending irqs and what maybe_do_interrupt would decide now
+  monitor irq raise N          mark irq N pending (as the Launcher's LHREQ_IRQ); delivery is
+                               attempted at the next Host entry
+  monitor irq clear N          forget a pending irq N
+  monitor irq stepping on|off  stepi first runs the Host's delivery attempt (default off)
+  monitor hcalls [N]           the last N hypercalls (default 10)
+  monitor lguest idt|host|data the Guest's IDT, the Host's state, lguest_data decoded
+  monitor step-irq [--until]   deliver one virtual interrupt now (or step until one is)
+  monitor catch hcall [NAME|N] | irq [N] | trap [N] | kill    stop when that happens
+  monitor catch list | catch delete N
+  monitor json lguest status|irq|hcalls N|idt|host|data|catch list|step-irq [--until]
+A failing `json` command answers {"error": MESSAGE}; a failing text command is an error.
+After step-irq the registers changed behind gdb's back: run `flushregs`.
+"""
+
+
+class Monitor:
+    def __init__(self, machine, debugger):
+        self.machine = machine
+        self.debugger = debugger
+
+    def run(self, line):
+        """Run one command line; returns its text output.  UsageError on misuse."""
+        words = line.split()
+        if not words or words[0] == "help":
+            return HELP
+        as_json = words[0] == "json"
+        if as_json:
+            words = words[1:]
+        if words and words[0] == "lguest" and len(words) > 1:
+            words = words[1:]           # `lguest status` and `status` are the same query
+        if not words:
+            raise UsageError("monitor json what? (see `monitor help`)")
+        cmd, args = words[0], words[1:]
+        if cmd == "catch":
+            return self._catch(args, as_json)
+        if cmd == "irq" and args:
+            return self._irq_action(args)
+        if cmd == "step-irq":
+            until = _flag(args, "--until")
+            report = self.debugger.step_irq(until=until)
+            return _dump(report) if as_json else render_step_irq(report)
+        query = QUERIES.get(cmd)
+        if query is None:
+            raise UsageError("unknown monitor command %r (see `monitor help`)" % line.strip())
+        data = query(self, args)
+        return _dump(data) if as_json else RENDER[cmd](data)
+
+    # --- queries: lgdbg.inspect data ---------------------------------------------
+    def _status(self, args):
+        _no_args(args)
+        return inspect.status(self.machine)
+
+    def _irq(self, args):
+        return inspect.irq_decision(self.machine)
+
+    def _hcalls(self, args):
+        count = _int(args[0]) if args else 10
+        if len(args) > 1 or count < 0:
+            raise UsageError("usage: monitor hcalls [N]")
+        return inspect.hcalls(self.machine, count)
+
+    def _idt(self, args):
+        _no_args(args)
+        return inspect.idt(self.machine)
+
+    def _host(self, args):
+        _no_args(args)
+        return inspect.host_state(self.machine)
+
+    def _data(self, args):
+        version = args[0] if args else abi.DEFAULT_LAYOUT
+        if version not in abi.LAYOUTS:
+            raise UsageError("unknown lguest_data layout %r (%s)"
+                             % (version, ", ".join(sorted(abi.LAYOUTS))))
+        return inspect.lguest_data(self.machine, version)
+
+    # --- actions -------------------------------------------------------------------
+    def _irq_action(self, args):
+        action = args[0]
+        if action == "stepping":
+            if len(args) != 2 or args[1] not in ("on", "off"):
+                raise UsageError("usage: monitor irq stepping on|off")
+            self.debugger.irq_stepping = args[1] == "on"
+            return "irq stepping %s\n" % args[1]
+        if action in ("raise", "clear") and len(args) == 2:
+            irq = _int(args[1])
+            if not 0 <= irq < abi.LGUEST_IRQS:
+                raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
+            if action == "raise":
+                self.machine.raise_irq(irq, source="monitor")
+                return "irq %d pending; delivery is attempted at the next Host entry\n" % irq
+            self.machine.host.irqs_pending &= ~(1 << irq)
+            return "irq %d no longer pending\n" % irq
+        raise UsageError("usage: monitor irq [raise N | clear N | stepping on|off]")
+
+    def _catch(self, args, as_json):
+        dbg = self.debugger
+        if not args or args[0] == "list":
+            rows = [{"number": c.number, "kind": c.kind, "arg": c.arg,
+                     "what": c.describe()} for c in dbg.catchpoints]
+            if as_json:
+                return _dump(rows)
+            return "".join("Catchpoint %d: %s\n" % (r["number"], r["what"]) for r in rows) \
+                or "No catchpoints.\n"
+        if args[0] == "delete":
+            if len(args) != 2:
+                raise UsageError("usage: monitor catch delete N")
+            n = _int(args[1])
+            if not dbg.delete_catch(n):
+                raise UsageError("no catchpoint %d" % n)
+            return _dump({"deleted": n}) if as_json else "Deleted catchpoint %d\n" % n
+        kind, rest = args[0], args[1:]
+        if len(rest) > 1 or (kind == "kill" and rest):
+            raise UsageError("usage: monitor catch hcall [NAME|N] | irq [N] | trap [N] | kill")
+        arg = None
+        if rest:
+            arg = rest[0] if kind == "hcall" else _int(rest[0])
+        cp = dbg.add_catch(kind, arg)
+        if as_json:
+            return _dump({"number": cp.number, "kind": cp.kind, "arg": cp.arg,
+                          "what": cp.describe()})
+        return "Catchpoint %d (%s)\n" % (cp.number, cp.describe())
+
+
+QUERIES = {"status": Monitor._status, "irq": Monitor._irq, "hcalls": Monitor._hcalls,
+           "idt": Monitor._idt, "host": Monitor._host, "data": Monitor._data}
+
+
+def _dump(data):
+    return json.dumps(data, sort_keys=True) + "\n"
+
+
+def _int(text):
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise UsageError("%r is not a number" % text)
+
+
+def _no_args(args):
+    if args:
+        raise UsageError("unexpected %r" % " ".join(args))
+
+
+def _flag(args, name):
+    if any(a != name for a in args):
+        raise UsageError("usage: monitor step-irq [--until]")
+    return bool(args)
+
+
+def _hex(v):
+    return "-" if v is None else "%#x" % v
+
+
+def _irqs(lst):
+    return ", ".join(map(str, lst)) if lst else "none"
+
+
+# --- text renderings (the gdb-side commands render the JSON their own way) ----------
+def render_status(s):
+    lines = [
+        "LGUEST_INIT:   %s" % ("done" if s["init"] else "not yet"),
+        "lguest_data:   %s" % _hex(s["lguest_data"]),
+        "noirq window:  [%s, %s)%s" % (_hex(s["noirq_start"]), _hex(s["noirq_end"]),
+                                       "  (EIP inside)" if s["in_noirq"] else ""),
+        "pending irqs:  %s" % _irqs(s["pending"]),
+        "blocked irqs:  %s" % _irqs(s["blocked"]),
+        "halted:        %s" % ("yes" if s["halted"] else "no"),
+        "virtual time:  %d ns (icount %s)" % (s["time_ns"], s["icount"]),
+        "timer:         %s" % ("armed for %d ns" % s["clock_deadline_ns"]
+                               if s["clock_deadline_ns"] is not None else "not armed"),
+        "killed:        %s" % (s["dead"] or "no"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_irq(d):
+    return "pending: %s  blocked: %s\n%s\n" % (_irqs(d["pending"]), _irqs(d["blocked"]),
+                                              "\n".join(d["steps"]))
+
+
+def render_hcalls(rows):
+    if not rows:
+        return "No hypercalls yet.\n"
+    out = []
+    for e in rows:
+        args = " ".join("%#x" % a for a in e.get("args", []))
+        out.append("%10s  %-15s %s  eip %s%s" % (e.get("icount", "-"), e.get("name"), args,
+                                                 _hex(e.get("eip")),
+                                                 "  (async)" if e.get("async") else ""))
+    return "\n".join(out) + "\n"
+
+
+def render_idt(rows):
+    if not rows:
+        return "No IDT entries loaded.\n"
+    return "".join("vector %#04x  %-9s dpl %d  handler %#x%s\n"
+                   % (r["vector"], r["type"], r["dpl"], r["handler"],
+                      "  (irq %d)" % r["irq"] if r["irq"] is not None else "") for r in rows)
+
+
+def render_mapping(d):
+    if d is None:
+        return "lguest_data is not registered yet (no LGUEST_INIT).\n"
+    out = []
+    for k in sorted(d):
+        v = d[k]
+        out.append("%-18s %s" % (k, "%#x" % v if isinstance(v, int) and not isinstance(v, bool)
+                                 else v))
+    return "\n".join(out) + "\n"
+
+
+def render_step_irq(r):
+    if r.get("delivered"):
+        lines = ["delivered irq %s: %s -> handler %s%s" % (
+            r.get("irq"), _hex(r.get("from_eip")), _hex(r.get("handler")),
+            " through an %s gate" % r["gate"] if r.get("gate") else "")]
+        if "frame" in r:
+            f = r["frame"]
+            lines.append("frame at %s: eip %#x cs %#x eflags %#x (IF %s)%s" % (
+                _hex(r.get("frame_at")), f["eip"], f["cs"], f["eflags"],
+                "on" if f["if"] else "off",
+                " esp %#x ss %#x" % (f["esp"], f["ss"]) if "esp" in f else ""))
+        if "irq_enabled_before" in r:
+            lines.append("irq_enabled %#x -> %#x" % (r["irq_enabled_before"],
+                                                     r["irq_enabled_after"]))
+    else:
+        lines = ["not delivered: %s" % r.get("why_not")]
+    if r.get("steps"):
+        lines.append("after %d instruction(s)" % r["steps"])
+    for c in r.get("changes", []):
+        lines.append("  after %d: %s at %#x%s" % (c["after"], c["verdict"], c["eip"],
+                                                  ": " + c["detail"] if c.get("detail") else ""))
+    return "\n".join(lines) + "\n"
+
+
+RENDER = {"status": render_status, "irq": render_irq, "hcalls": render_hcalls,
+          "idt": render_idt, "host": render_mapping, "data": render_mapping}
