@@ -31,8 +31,11 @@ class Catchpoint:
 
 
 class Debugger:
-    def __init__(self, machine):
+    def __init__(self, machine, history=False):
         self.machine = machine
+        self.history = None
+        if history:
+            self.enable_history()
         self.irq_stepping = False
         self.catchpoints = []
         self._next_catch = 1
@@ -76,13 +79,51 @@ class Debugger:
                     self.machine.request_stop()
                     return
 
+    # --- history (reverse execution) ---------------------------------------------------
+    def enable_history(self):
+        """Keep checkpoints so reverse_stepi/reverse_cont work (icount clock only)."""
+        if self.history is None:
+            if not self.machine.clock.deterministic:
+                raise UsageError("reverse execution needs the deterministic clock (--clock icount)")
+            from .reverse import History
+            self.history = History(self.machine)
+        return self.history
+
+    def reverse_stepi(self):
+        return self._need_history().step_back()
+
+    def reverse_cont(self):
+        return self._need_history().continue_back()
+
+    def _need_history(self):
+        if self.history is None:
+            raise UsageError("no execution history: reverse execution is off")
+        return self.history
+
     # --- running -------------------------------------------------------------------
     def cont(self):
-        return self._run()
+        if self.history is None or self.machine.dead:
+            return self._run()
+        # In slices, with a checkpoint before each, so that going back never
+        # replays more than one interval.
+        from .reverse import INTERVAL
+        self.history.before_forward("continue")
+        while True:
+            stop = self._run(max_insns=INTERVAL)
+            if stop.kind != "step":
+                return stop
+            self.history.periodic()
 
     def stepi(self, count=1):
         stop = None
         for _ in range(count):
+            if self.history is not None and not self.machine.dead:
+                self.history.before_forward("stepi")
+            if self.machine.release_held_delivery():
+                # Stepping back stopped between a Host entry and its delivery:
+                # this step is that delivery, as it was going forward.
+                stop = Stop("step")
+                continue
             if self.irq_stepping and not self.machine.dead:
                 irq, _ = self.machine.try_deliver()
                 if irq is not None:

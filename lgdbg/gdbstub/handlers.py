@@ -23,10 +23,11 @@ E_INVAL, E_FAULT = b"E16", b"E0e"        # EINVAL 22, EFAULT 14 (hex)
 
 
 class Resume:
-    __slots__ = ("step",)
+    __slots__ = ("step", "reverse")
 
-    def __init__(self, step):
+    def __init__(self, step, reverse=False):
         self.step = step
+        self.reverse = reverse
 
 
 class Session:
@@ -80,6 +81,9 @@ class Session:
             extra = "%s:%x;" % (wkind, self._watched_address(wkind, addr))
         elif kind == "catch":
             notes.append("lgdbg: %s: %s\n" % (stop.reason, _describe_event(stop.watch)))
+        elif kind == "history-begin":
+            # gdb's word for "no more reverse-execution history".
+            extra = "replaylog:begin;"
         elif kind == "halted-forever":
             notes.append("lgdbg: the guest is halted and nothing can ever wake it; "
                          "`monitor irq raise N` makes an irq pending\n")
@@ -134,6 +138,8 @@ class Session:
         return None
 
     def execute(self, resume):
+        if resume.reverse:
+            return self.debugger.reverse_stepi() if resume.step else self.debugger.reverse_cont()
         if resume.step:
             return self.debugger.stepi(1)
         return self.debugger.cont()
@@ -380,8 +386,17 @@ def h_supported(s, rest):
     for feature in rest.lstrip(b":").split(b";"):
         if feature.endswith(b"+"):
             s.client_features.add(feature[:-1].decode("latin-1"))
+    reverse = ";ReverseStep+;ReverseContinue+" if s.debugger.history is not None else ""
     return ("PacketSize=%x;qXfer:features:read+;QStartNoAckMode+;swbreak+;hwbreak+;"
-            "vContSupported+" % PACKET_SIZE).encode()
+            "vContSupported+%s" % (PACKET_SIZE, reverse)).encode()
+
+
+def h_reverse(step):
+    def handler(s, rest):
+        if s.debugger.history is None:
+            return b"E01"
+        return Resume(step, reverse=True)
+    return handler
 
 
 def h_no_ack(s, rest):
@@ -448,6 +463,8 @@ _PREFIXED = [
     (b"qHostInfo", h_host_info),
     (b"qProcessInfo", h_process_info),
     (b"QStartNoAckMode", h_no_ack),
+    (b"bs", h_reverse(True)),
+    (b"bc", h_reverse(False)),
     (b"vCont", h_vcont),
     (b"vKill", h_vkill),
     (b"vMustReplyEmpty", _const(b"")),

@@ -25,6 +25,8 @@ lgdbg monitor commands (add `json` in front of a query for machine-readable outp
   monitor step-irq [--until]   deliver one virtual interrupt now (or step until one is)
   monitor catch hcall [NAME|N] | irq [N] | trap [N] | kill    stop when that happens
   monitor catch list | catch delete N
+  monitor snapshot save|restore|drop NAME | snapshot list    manual checkpoints (icount clock)
+  monitor history on|off|status  checkpoints for reverse-stepi / reverse-continue
   monitor json lguest status|irq|hcalls N|idt|host|data|catch list|step-irq [--until]
 A failing `json` command answers {"error": MESSAGE}; a failing text command is an error.
 After step-irq the registers changed behind gdb's back: run `flushregs`.
@@ -53,6 +55,10 @@ class Monitor:
             return self._catch(args, as_json)
         if cmd == "irq" and args:
             return self._irq_action(args)
+        if cmd == "snapshot":
+            return self._snapshot(args, as_json)
+        if cmd == "history":
+            return self._history(args, as_json)
         if cmd == "step-irq":
             until = _flag(args, "--until")
             report = self.debugger.step_irq(until=until)
@@ -62,6 +68,54 @@ class Monitor:
             raise UsageError("unknown monitor command %r (see `monitor help`)" % line.strip())
         data = query(self, args)
         return _dump(data) if as_json else RENDER[cmd](data)
+
+    # --- checkpoints ------------------------------------------------------------
+    def _snapshot(self, args, as_json):
+        history = self.debugger.history or self.debugger.enable_history()
+        snaps = history.snaps
+        if args == ["list"]:
+            rows = snaps.list()
+            if as_json:
+                return _dump(rows)
+            return "".join("%-16s icount %d  eip %#x\n" % (r["name"], r["icount"], r["eip"])
+                           for r in rows) or "no snapshots\n"
+        if len(args) != 2 or args[0] not in ("save", "restore", "drop"):
+            raise UsageError("usage: monitor snapshot save|restore|drop NAME | snapshot list")
+        verb, name = args
+        if verb == "save":
+            snap = snaps.save(name)
+            return "saved %s at icount %d\n" % (name, snap.icount)
+        if verb == "drop":
+            if not snaps.drop(name):
+                raise UsageError("no snapshot named %r" % name)
+            return "dropped %s\n" % name
+        snap = snaps.get(name)
+        if snap is None:
+            raise UsageError("no snapshot named %r" % name)
+        snaps.restore(snap)
+        # A jump in time: the checkpoints after it no longer lead here.
+        history.forget()
+        return "restored %s: icount %d, eip %#x (run `flushregs`)\n" % (
+            name, snap.icount, snap.eip)
+
+    def _history(self, args, as_json):
+        if args == ["on"]:
+            self.debugger.enable_history()
+        elif args == ["off"]:
+            if self.debugger.history is not None:
+                self.debugger.history.close()
+            self.debugger.history = None
+        elif args not in ([], ["status"]):
+            raise UsageError("usage: monitor history on|off|status")
+        h = self.debugger.history
+        data = {"on": h is not None, "checkpoints": len(h.points) if h else 0,
+                "oldest_icount": h.points[0].icount if h and h.points else None}
+        if as_json:
+            return _dump(data)
+        if not data["on"]:
+            return "reverse execution is off\n"
+        return "reverse execution is on: %d checkpoints, oldest at icount %s\n" % (
+            data["checkpoints"], data["oldest_icount"])
 
     # --- queries: lgdbg.inspect data ---------------------------------------------
     def _status(self, args):

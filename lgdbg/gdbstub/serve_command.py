@@ -21,6 +21,8 @@ def configure(parser):
     parser.add_argument("--listen", default=None, metavar="HOST:PORT",
                         help="TCP address to listen on (default %s; port 0 picks a free "
                              "one)" % DEFAULT_LISTEN)
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep no checkpoints: reverse-stepi/reverse-continue refused")
     parser.add_argument("--stdio", action="store_true",
                         help="speak the protocol on stdin/stdout "
                              "(target remote | lgdbg serve --stdio IMAGE)")
@@ -47,7 +49,7 @@ def build_stub(args, console_stream):
     from .server import Console, Stub     # unicorn is imported only here
     console = Console(console_stream)
     machine = build_machine(args, output=console)
-    return Stub(machine, console)
+    return Stub(machine, console, history=not getattr(args, "no_history", False))
 
 
 def run(args):

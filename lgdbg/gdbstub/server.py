@@ -89,9 +89,11 @@ class StdioTransport:
 class Stub:
     """The machine, its debugger core, and the one client attached to it."""
 
-    def __init__(self, machine, console):
+    def __init__(self, machine, console, history=True):
         self.machine = machine
-        self.debugger = Debugger(machine)
+        # Reverse execution needs replayable runs: on the deterministic clock
+        # the stub keeps checkpoints unless told not to (--no-history).
+        self.debugger = Debugger(machine, history=history and machine.clock.deterministic)
         self.console = console
         self.busy = threading.Lock()
         self.killed = False

@@ -22,6 +22,7 @@ import mmap
 import struct
 
 from unicorn import (Uc, UcError, UC_ARCH_X86, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ,
+                     UC_ERR_INSN_INVALID,
                      UC_PROT_EXEC, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_PROT,
                      UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_MEM_WRITE, UC_HOOK_MEM_READ,
                      UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT,
@@ -91,6 +92,10 @@ class Cpu:
                             self._sw_ptr)
         self.switcher[IRET_STUB - abi.SWITCHER_ADDR] = 0xCF
         self.exit = None
+        # emu_start's `until`: unicorn stops silently, without fetching, when
+        # a block starts there, so it must be an address no Guest code can be
+        # at (an unmapped one); arriving there is a fetch fault (see run()).
+        self._until = 0 if page_offset >= abi.PAGE_SIZE else abi.SWITCHER_ADDR - abi.PAGE_SIZE
         self._skip_bp = None
         self._breakpoints = {}        # addr -> hook handle
         self._watch_hooks = []
@@ -165,7 +170,11 @@ class Cpu:
                          eip=uc.reg_read(X.UC_X86_REG_EIP))
         self._stop_after_this_instruction()
 
+    stops_ignored = False      # a silent replay runs through breakpoints and watchpoints
+
     def _on_breakpoint(self, uc, addr, size, _):
+        if self.stops_ignored:
+            return
         if self._skip_bp == addr:          # resuming from this breakpoint
             self._skip_bp = None
             return
@@ -173,6 +182,8 @@ class Cpu:
         uc.emu_stop()
 
     def _on_watch(self, uc, access, addr, size, value, kind):
+        if self.stops_ignored:
+            return
         if kind == "watch" and access != UC_MEM_WRITE:
             return
         if kind == "rwatch" and access != UC_MEM_READ:
@@ -208,9 +219,13 @@ class Cpu:
         if counting and budget == 0:
             return Exit("budget"), 0
         try:
-            self.uc.emu_start(eip, 0, count=count)
-        except UcError:
-            if self.exit is None or self.exit.kind != "mem":
+            self.uc.emu_start(eip, self._until, count=count)
+        except UcError as e:
+            if e.errno == UC_ERR_INSN_INVALID and self.exit is None:
+                # ud2 or an undefined opcode: unicorn stops on it with EIP at
+                # the instruction, where the CPU would raise #UD (vector 6).
+                self.exit = Exit("intr", intno=6, eip=self.reg("eip"))
+            elif self.exit is None or self.exit.kind != "mem":
                 raise
         ex = self.exit
         if ex is None:
@@ -218,6 +233,11 @@ class Cpu:
                 ex = Exit("watch", watch=self.watch_hit)
             elif counting and self.counter() > budget:
                 ex = Exit("budget")
+            elif self.reg("eip") == self._until:
+                # A jump to `until` (a NULL function pointer when it is 0):
+                # the fetch fault unicorn did not get to raise.
+                ex = Exit("mem", addr=self._until, write=False, fetch=True, prot=False,
+                          size=1, eip=self._until)
             elif self._halted_by_hlt():
                 # unicorn just stops at a ring-1 hlt; the CPU would #GP.
                 ex = Exit("intr", intno=13, eip=self.reg("eip") - 1)
@@ -237,7 +257,8 @@ class Cpu:
             # instruction in flight is counted but has not retired, except a
             # software interrupt (the hypercall), which has.
             c = self.counter()
-            retired = c if ex.soft else max(c - 1, 0)
+            # A fetch fault is not counted: the jump that led there was.
+            retired = c if ex.soft or (ex.kind == "mem" and ex.fetch) else max(c - 1, 0)
             if ex.kind == "intr" and ex.intno == 13 and not ex.soft and self._hlt_seen:
                 retired = max(retired - 1, 0)
         return ex, retired

@@ -27,7 +27,11 @@ class EventBus:
         if callback in self._subscribers:
             self._subscribers.remove(callback)
 
+    muted = 0          # >0 while the debugger replays the past: nothing is said twice
+
     def emit(self, event):
+        if self.muted:
+            return
         if event["kind"] == "hcall":
             self.recent_hcalls.append(event)
             if len(self.recent_hcalls) > self._keep:

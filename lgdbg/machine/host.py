@@ -143,8 +143,9 @@ class Host:
         self.kill_guest("already have lguest_data")
 
     def hc_crash(self, a1, a2, a3):
-        # The Host copies 128 bytes and forces the last to NUL.
-        msg = self.mem.read_cstring(a1, 127).decode("latin-1")
+        # The Host copies 128 bytes and forces the last to NUL: a message in
+        # the last 127 bytes of RAM, or outside it, is lgread's "bad read".
+        msg = self.mem.read(a1, 128)[:127].split(b"\0", 1)[0].decode("latin-1")
         self.kill_guest("CRASH: %s" % msg)
 
     def hc_load_gdt(self, table, num, a3):
@@ -230,11 +231,14 @@ class Host:
             self.kill_guest("bad stack pages %u" % pages)
             return None
         self.ss1, self.esp1, self.stack_pages = ss, esp, pages
-        # Pin: the stack pages must be there before a trap needs them.
+        # Pin: the stack pages must be there before a trap needs them.  Like
+        # 2.6.23's pin_stack_pages, the page of esp1 - i * PAGE_SIZE, and the
+        # kill names that address, not its page.
         for i in range(pages):
-            page = (esp - 1 - i * abi.PAGE_SIZE) & ~(abi.PAGE_SIZE - 1)
+            vaddr = (esp - i * abi.PAGE_SIZE) & 0xFFFFFFFF
+            page = vaddr & ~(abi.PAGE_SIZE - 1)
             if not self.mem.ok(self.guest_pa(page), abi.PAGE_SIZE):
-                self.kill_guest("bad stack page %#x" % page)
+                self.kill_guest("bad stack page %#x" % vaddr)
                 return None
         return None
 

@@ -14,6 +14,7 @@ hypercall, serves the Launcher and tries to deliver an interrupt.
 
 import threading
 import time
+from contextlib import contextmanager
 
 from .. import abi
 from ..errors import UsageError
@@ -60,6 +61,11 @@ class Machine:
             raise UsageError("--host-tick must be a positive instruction count")
         mem_size = mem_mib << 20
         self.image = image if isinstance(image, Image) else load_image(image, mem_size)
+        if self.image.page_offset + mem_size + abi.PAGE_SIZE > abi.SWITCHER_ADDR:
+            # RAM and the device page must fit below the Switcher's 4 MiB.
+            raise UsageError("--mem %d MiB does not fit between page_offset %#x and the "
+                             "Switcher at %#x" % (mem_mib, self.image.page_offset,
+                                                  abi.SWITCHER_ADDR))
         self.events = EventBus()
         self.clock = VirtualClock() if clock == "icount" else RealtimeClock()
         self.launcher = Launcher(mem_size, cmdline)
@@ -85,6 +91,12 @@ class Machine:
         self._host_watch_hit = None
         self._resume_from_bp = None
         self.guest_watches = []          # (addr, length, kind) also matched on Host writes
+        self.debug_write_observers = []  # callables(addr, length): a debugger wrote memory
+        # A Host entry whose delivery attempt is still to come (reverse
+        # execution stops between the two), and where the last delivery was.
+        self.delivery_held = False
+        self.last_delivery_icount = None
+        self._recording = None           # replay: list collecting (icount, Stop)
 
         # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
         # EIP = the entry after the magic, ESI = 0 (the boot header), ESP 0.
@@ -127,20 +139,34 @@ class Machine:
         self._watchdog.clear_stop()
         return Stop("interrupted")
 
-    def run(self, max_insns=None):
-        """Run until something a debugger or the CLI must hear about."""
+    def run(self, max_insns=None, hold_delivery=False):
+        """Run until something a debugger or the CLI must hear about.
+
+        hold_delivery: when max_insns is reached on a Host entry, stop after
+        its hypercalls but before its delivery attempt (reverse execution's
+        "just before the interrupt"); the next run() makes that attempt first.
+        """
         limit = None if max_insns is None else self.clock.icount + max_insns
         while True:
+            at_limit = limit is not None and self.clock.icount >= limit
             if self.host.dead:
                 return self._death()
+            if self.delivery_held and not (hold_delivery and at_limit):
+                self.delivery_held = False
+                self._deliver()
             if self._entry_pending:
                 self._entry_pending = False
-                self.host_entry()
+                hold = hold_delivery and at_limit
+                self.host_entry(deliver=not hold)
+                self.delivery_held = hold and not self.host.dead
                 if self.host.dead:
                     return self._death()
                 if self._host_watch_hit:
                     hit, self._host_watch_hit = self._host_watch_hit, None
-                    return Stop("watch", watch=hit)
+                    stop = Stop("watch", watch=hit)
+                    if self._recording is None:
+                        return stop
+                    self._recording.append((self.clock.icount, stop))
             if self._stop_requested.is_set():
                 return self._stopped_on_request()
             if limit is not None and self.clock.icount >= limit:
@@ -154,7 +180,9 @@ class Machine:
                 continue
             stop = self._run_guest(limit)
             if stop is not None:
-                return stop
+                if self._recording is None:
+                    return stop
+                self._recording.append((self.clock.icount, stop))
 
     def _run_guest(self, limit):
         """Step (9)-(10) of run_guest: run until an exit, then classify it."""
@@ -267,7 +295,7 @@ class Machine:
         return True
 
     # --- Host entries ---------------------------------------------------------------------
-    def host_entry(self):
+    def host_entry(self, deliver=True):
         """Steps (1)-(5) of run_guest: hypercalls, the Launcher, an interrupt."""
         sync, self._sync_hcall = self._sync_hcall, None
         for _ in range(abi.LHCALL_RING_SIZE + 2):
@@ -281,7 +309,33 @@ class Machine:
             dma, key = self.host.dma_is_pending
             self.host.dma_is_pending = None
             self.launcher.handle_output(dma, key)
-        self.host.maybe_do_interrupt()
+        if deliver:
+            self._deliver()
+
+    def _deliver(self):
+        irq = self.host.maybe_do_interrupt()
+        if irq is not None:
+            self.last_delivery_icount = self.clock.icount
+        return irq
+
+    @contextmanager
+    def quiet(self, record_stops=None):
+        """Replay the past without saying anything twice.
+
+        Events are muted; breakpoints and watchpoints are ignored, or, with
+        record_stops (a list), noted as (icount, Stop) without stopping.
+        """
+        self.events.muted += 1
+        self.cpu.stops_ignored = record_stops is None
+        self._recording = record_stops
+        output, self.launcher.output = self.launcher.output, None
+        try:
+            yield
+        finally:
+            self.events.muted -= 1
+            self.cpu.stops_ignored = False
+            self._recording = None
+            self.launcher.output = output
 
     def _page_fault(self, ex):
         # No Guest page tables to fault in from: report it as the CPU would.
@@ -306,10 +360,18 @@ class Machine:
         """Execute one instruction (a hypercall is handled as part of it)."""
         return self.run(max_insns=1)
 
+    def release_held_delivery(self):
+        """Make the delivery attempt a reverse step stopped before; True if one was held."""
+        if not self.delivery_held:
+            return False
+        self.delivery_held = False
+        self._deliver()
+        return True
+
     def try_deliver(self):
         """One delivery attempt, as lguest-step-irq asks: returns the Host's verdict."""
         before = self.host.interrupt_decision()
-        irq = self.host.maybe_do_interrupt()
+        irq = self._deliver()
         return irq, before
 
     def raise_irq(self, irq, source="monitor"):
@@ -328,6 +390,8 @@ class Machine:
 
     def write_memory(self, addr, data):
         self.cpu.write_virt(addr, data)
+        for observe in self.debug_write_observers:
+            observe(addr, len(data))
 
     def add_watch(self, addr, length, kind):
         self.cpu.add_watch(addr, length, kind)
