@@ -73,8 +73,26 @@ def _clone(v):
     return v          # scalars, tuples and frozensets of scalars are immutable
 
 
+_SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
+# Per class, the attributes found holding objects (the CPU, the Launcher, a
+# lock...): they always will, so they are not examined again.  A snapshot
+# before every stepi (reverse execution) made this examination the cost.
+_OBJECT_ATTRS = {}
+
+
 def _plain_vars(obj, exclude=frozenset()):
-    return {k: _clone(v) for k, v in vars(obj).items() if k not in exclude and _is_plain(v)}
+    skip = _OBJECT_ATTRS.setdefault(type(obj), set())
+    out = {}
+    for k, v in vars(obj).items():
+        if k in exclude or k in skip:
+            continue
+        if type(v) in _SCALAR_TYPES:
+            out[k] = v
+        elif _is_plain(v):
+            out[k] = _clone(v)
+        elif not isinstance(v, (tuple, list, set, frozenset, dict)):
+            skip.add(k)
+    return out
 
 
 def _set_vars(obj, saved, exclude=frozenset()):
@@ -290,7 +308,13 @@ class Snapshots:
             s.full = None
             s.pages = {}
             ram = self.ram
+            tracked = self.tracker is not None and self.current is not None
             for p in self._candidates():
+                if tracked and p not in self.tracker.dirty:
+                    # Untouched since the last sync point: as it was then.
+                    if p in self.current.pages:
+                        s.pages[p] = self.current.pages[p]
+                    continue
                 off = p << PAGE_SHIFT
                 cur = ram[off:off + PAGE]
                 self.stats["pages_compared"] += 1
