@@ -351,6 +351,11 @@ def run(args):
         part = args.part.upper()
         if len(part) != 1 or part not in PARTS:
             raise UsageError("--part must be one of %s, not %r" % (" ".join(PARTS), args.part))
+    if len(args.files) == 1 and not os.path.exists(args.files[0]) \
+            and args.files[0] in example_sources():
+        # A bundled example by name: `lgdbg journey iret`.
+        print(render_tour(example_tour(args.files[0], part)), end="")
+        return 0
     if args.files:
         print(render_tour(tour(extract_files(args.files), part)), end="")
         return 0
