@@ -95,6 +95,11 @@ class Debugger:
     def reverse_cont(self):
         return self._need_history().continue_back()
 
+    def _checkpoint(self):
+        """Before anything that moves the guest: reverse-stepi undoes it exactly."""
+        if self.history is not None and not self.machine.dead:
+            self.history.before_forward("stepi")
+
     def _need_history(self):
         if self.history is None:
             raise UsageError("no execution history: reverse execution is off")
@@ -117,8 +122,7 @@ class Debugger:
     def stepi(self, count=1):
         stop = None
         for _ in range(count):
-            if self.history is not None and not self.machine.dead:
-                self.history.before_forward("stepi")
+            self._checkpoint()
             if self.machine.release_held_delivery():
                 # Stepping back stopped between a Host entry and its delivery:
                 # this step is that delivery, as it was going forward.
@@ -173,6 +177,7 @@ class Debugger:
                 report["why_not"] = decision.get("detail") or decision["steps"][-1]
                 return report
             self.last_irq_event = None
+            self._checkpoint()
             stop = m.run(max_insns=1)
             report["steps"] += 1
             if self.last_irq_event is not None:
@@ -199,6 +204,7 @@ class Debugger:
         ld = m.host.lguest_data
         before = m.mem.read_u32(ld + abi.LD_IRQ_ENABLED)
         regs = m.cpu.regs()
+        self._checkpoint()
         irq, _ = m.try_deliver()
         after = m.mem.read_u32(ld + abi.LD_IRQ_ENABLED)
         report.update(delivered=irq is not None, irq=irq, irq_enabled_before=before,

@@ -9,6 +9,8 @@ struct (no pyelftools: `lgdbg run` should start fast).  Symbols come from
 lgdbg.symbols when a front end needs them.
 """
 
+import os
+import stat
 import struct
 from collections import namedtuple
 
@@ -39,7 +41,12 @@ class Image:
 def load_image(path, mem_size):
     """Read and check an ELF guest image; raise ImageError with one clear line."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; and only a
+        # regular file has an end (reading /dev/zero would never finish).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ImageError("cannot read image %s: not a regular file" % path)
             raw = f.read()
     except OSError as e:
         raise ImageError("cannot read image %s: %s" % (path, e.strerror or e))
