@@ -25,7 +25,9 @@ from .machine import Stop
 from .snapshot import Snapshots
 
 INTERVAL = 100_000
-MAX_CHECKPOINTS = 20_000
+# Each checkpoint costs ~15 KB (a register context and the pages it changed):
+# the cap bounds a long session to ~75 MB, forgetting the oldest first.
+MAX_CHECKPOINTS = 5_000
 
 
 class Checkpoint:
@@ -59,7 +61,9 @@ class History:
         self.points.append(Checkpoint(snap, m.icount, m.delivery_held, kind))
         self.moved = True
         if len(self.points) > MAX_CHECKPOINTS:
-            del self.points[1:len(self.points) - MAX_CHECKPOINTS + 1]
+            # History now begins later: replaying across a gap could miss a
+            # debugger's action (an irq raised by hand) taken in it.
+            del self.points[:len(self.points) - MAX_CHECKPOINTS]
 
     def _debugger_wrote(self, addr, length):
         self.snaps.mark_dirty(addr, length)

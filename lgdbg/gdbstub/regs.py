@@ -130,6 +130,10 @@ def write_reg(cpu, regnum, data):
         raise ValueError("%s is %d bytes, not %d" % (name, size, len(data)))
     if read_reg(cpu, regnum) == bytes(data):
         return
+    if name in ("cs", "ss"):
+        # unicorn cannot move the Guest between rings on a register write (it
+        # would take CS 0 or a ring-0 selector as given): the Host owns these.
+        raise ValueError("%s cannot be changed from the debugger" % name)
     uc = cpu.uc
     if regnum < 24 and regnum >= 16:
         mant = int.from_bytes(data[:8], "little")
@@ -153,7 +157,12 @@ def write_all(cpu, block):
     fstat goes first so that st0-st7 land relative to the new TOP.
     """
     order = [25] + [n for n in range(NUM_REGS) if n != 25]
-    for n in order:
-        off, size = OFFSETS[n], LAYOUT[n][1]
-        if off + size <= len(block):
-            write_reg(cpu, n, block[off:off + size])
+    saved = cpu.uc.context_save()
+    try:
+        for n in order:
+            off, size = OFFSETS[n], LAYOUT[n][1]
+            if off + size <= len(block):
+                write_reg(cpu, n, block[off:off + size])
+    except Exception:
+        cpu.uc.context_restore(saved)      # a refused G changes nothing
+        raise

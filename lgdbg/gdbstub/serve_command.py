@@ -61,12 +61,16 @@ def run(args):
         stub.serve_connection(StdioTransport(0, 1))
         return 0
     host, port = parse_listen(args.listen or DEFAULT_LISTEN)
-    if host not in LOOPBACK:
-        announce("lgdbg serve: warning: listening on %s: whoever reaches this port "
-                 "controls the machine" % host)
+
+    def listening(text):
+        # Warned only once the address is bound: a bad one is one error line.
+        announce(text)
+        if host not in LOOPBACK:
+            announce("lgdbg serve: warning: listening on %s: whoever reaches this port "
+                     "controls the machine" % host)
     stub = build_stub(args, sys.stdout.buffer)
     try:
-        stub.serve_tcp(host, port, announce)
+        stub.serve_tcp(host, port, listening)
     except OSError as e:
         raise UsageError("cannot listen on %s:%d: %s" % (host, port, e.strerror or e))
     return 0
