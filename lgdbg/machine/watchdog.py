@@ -32,7 +32,10 @@ class Watchdog:
         with self._cond:
             self._armed = True
             self._deadline = deadline
-            self._cond.notify()
+            # Without a deadline there is nothing to time: stay asleep until
+            # a stop request (no thread wake-up per run on the icount clock).
+            if deadline is not None or self._stop_requested:
+                self._cond.notify()
 
     def disarm(self):
         with self._cond:
