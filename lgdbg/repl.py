@@ -25,6 +25,8 @@ from .run_command import add_machine_options, build_machine
 
 def configure(parser):
     add_machine_options(parser)
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep no checkpoints (reverse-stepi/reverse-continue refused)")
     parser.add_argument("--batch", metavar="FILE",
                         help="run the REPL commands in FILE, then exit: status 0 only if "
                              "none failed (commands are also read from stdin when it is "
@@ -43,8 +45,10 @@ def run(args):
     image = images.resolve(args.image)
     machine = build_machine(args)
     batch = script is not None or not sys.stdin.isatty()
+    from .debugger import Debugger
+    debugger = Debugger(machine, history=not args.no_history and machine.clock.deterministic)
     cmds = Commands(machine, out=sys.stdout, err=sys.stderr if batch else sys.stdout,
-                    image_path=image)
+                    image_path=image, debugger=debugger)
     if script is not None:
         return run_batch(cmds, script)
     if batch:

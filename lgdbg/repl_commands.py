@@ -33,19 +33,20 @@ class CommandError(LgdbgError):
 
 # Name -> method suffix, in the order `help` lists them.
 COMMANDS = (
-    "continue", "stepi", "step-irq", "break", "tbreak", "delete", "info", "watch",
+    "continue", "stepi", "step-irq", "reverse-stepi", "reverse-continue", "break", "tbreak", "delete", "info", "watch",
     "rwatch", "awatch", "regs", "x", "disas", "data", "noirq", "irq", "hcalls", "idt",
     "host", "status", "catch", "patches", "trace", "console", "journey", "help", "quit",
 )
 ALIASES = {
     "c": "continue", "cont": "continue", "si": "stepi", "b": "break", "br": "break",
     "tb": "tbreak", "d": "delete", "i": "info", "disassemble": "disas", "q": "quit",
-    "exit": "quit", "h": "help", "registers": "regs",
+    "exit": "quit", "h": "help", "registers": "regs", "rsi": "reverse-stepi",
+    "rc": "reverse-continue",
 }
 # Commands that resume the guest (Ctrl-C stops them).
-RUNNING = frozenset(("continue", "stepi", "step-irq"))
+RUNNING = frozenset(("continue", "stepi", "step-irq", "reverse-stepi", "reverse-continue"))
 # What an empty line repeats in the interactive REPL, as in gdb.
-REPEATABLE = frozenset(("stepi", "x", "step-irq"))
+REPEATABLE = frozenset(("stepi", "x", "step-irq", "reverse-stepi"))
 
 SUBCOMMANDS = {
     "info": ("breakpoints", "watchpoints", "registers", "catchpoints"),
@@ -309,6 +310,22 @@ class Commands:
             stop.kind = "interrupted"
         self.report(stop, stepping=True)
 
+    def cmd_reverse_stepi(self, args):
+        """reverse-stepi [N]: go back N steps, to exactly the state before each one."""
+        count = self.number(args, "reverse-stepi count", minimum=1) if args else 1
+        stop = None
+        for _ in range(count):
+            stop = self.dbg.reverse_stepi()
+            if stop.kind != "step":
+                break
+        self.report(stop, stepping=True)
+
+    def cmd_reverse_continue(self, args):
+        """reverse-continue: back to the last breakpoint or watchpoint stop before now."""
+        if args.strip():
+            raise CommandError("reverse-continue takes no arguments")
+        self.report(self.dbg.reverse_cont())
+
     def cmd_step_irq(self, args):
         """step-irq [--until]: deliver one virtual interrupt now, or say why not.
 
@@ -344,6 +361,8 @@ class Commands:
             self.say("Caught %s: %s" % (stop.reason, self.describe_event(ev)))
         elif kind == "interrupted":
             self.say("Interrupted at %s." % render.addr(eip, self.sym))
+        elif kind == "history-begin":
+            self.say("No more reverse-execution history.")
         elif kind == "step":
             if stop.reason:
                 self.say(stop.reason)

@@ -82,8 +82,22 @@ class History:
         """Where we are: (icount, delivery_pending_at_this_boundary)."""
         return self.m.icount, self.m.delivery_held
 
-    def step_back(self, hits=None):
+    def step_back(self):
         """Back one step: returns a Stop ('step', or 'history-begin')."""
+        return self._arrived(self._step_back())
+
+    def continue_back(self):
+        """Back to the most recent breakpoint or watchpoint stop before now."""
+        return self._arrived(self._continue_back())
+
+    def _arrived(self, stop):
+        # Wherever we land, resuming from here must not stop at once on a
+        # breakpoint at this very address (as after a forward stop).
+        eip = self.m.cpu.reg("eip")
+        self.m._resume_from_bp = eip if eip in self.m.cpu.breakpoints() else None
+        return stop
+
+    def _step_back(self):
         m = self.m
         if not self.points:
             return Stop("history-begin")
@@ -144,8 +158,7 @@ class History:
                        if p.icount < icount or (p.icount == icount and (held or not p.held))]
         self.moved = not self.points or (self.points[-1].icount, self.points[-1].held) != target
 
-    def continue_back(self):
-        """Back to the most recent breakpoint or watchpoint stop before now."""
+    def _continue_back(self):
         here = self.position()
         end = here[0]
         # Scan checkpoint intervals from the newest backwards.

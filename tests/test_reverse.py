@@ -117,3 +117,21 @@ def test_monitor_snapshot_save_restore():
         assert snapshot(gdb) == saved
         r = gdb.cli("monitor snapshot restore nosuch", check=False)
         assert r.message == "error"
+
+
+def test_repl_reverse_commands():
+    import subprocess
+    import sys
+    script = "break timer_interrupt\ncontinue\ncontinue\nreverse-continue\nstepi 3\n" \
+             "reverse-stepi 3\nreverse-stepi\nreverse-continue\n"
+    r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", "iret"], input=script,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    # reverse-continue lands on the first hit; stepping from it moves on.
+    assert out.count("Breakpoint 1, 0xc0100201 <timer_interrupt>") == 3
+    assert "timer_interrupt+30> reverse-stepi 3" in out
+    # One more step back from the handler's entry: the interrupted instruction.
+    assert "timer_interrupt> reverse-stepi\n" in out
+    assert "main_loop+42> reverse-continue" in out
+    assert "No more reverse-execution history." in out
