@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Boot the bundled iret guest (patch templates, lguest_iret, timer irqs),
-# write its Host trace and draw the interrupt timeline.
+# write its Host trace, draw the interrupt timeline, then show the race the
+# noirq window prevents: an interrupt at each instruction of lguest_iret.
 demo: $(STAMP)
 	tools/install-deps.sh demo
 	$(BIN)/lgdbg run --trace demo-trace.jsonl
 	$(BIN)/lgdbg timeline demo-trace.jsonl -o demo-timeline.html --image lgdbg/images/iret.elf
+	$(BIN)/lgdbg explore iret --at main_loop --window lguest_iret-lguest_noirq_end --irq 0 --no-noirq
 	@echo "timeline written to demo-timeline.html; next: $(BIN)/lgdbg gdb  or  $(BIN)/lgdbg repl"
 
 test: $(STAMP)
