@@ -31,6 +31,9 @@ class Symbols:
                 self.lines = self._line_table(elf)
         except (OSError, ELFError) as e:
             raise UsageError("cannot read symbols from %s: %s" % (path, e))
+        except Exception as e:        # pyelftools on a malformed file: struct, index, ...
+            raise UsageError("cannot read symbols from %s: malformed ELF (%s: %s)"
+                             % (path, type(e).__name__, e))
         # Prefer global names where several share an address.
         starts.sort()
         self._addrs = [a for a, _, _ in starts]
