@@ -456,3 +456,100 @@ def test_same_image_same_trace(tmp_path):
         m.run()
         traces.append(ev)
     assert traces[0] == traces[1]
+
+
+# --- user mode (ring 3) -------------------------------------------------------------
+
+USER_TEXT = """
+syscall_handler:			/* int $0x80, trap gate with DPL 3 */
+	movl	%eax, sys_eax
+	movl	4(%esp), %ecx
+	movl	%ecx, sys_cs
+	movl	%esp, sys_esp
+	jmp	lguest_iret
+pf_handler:
+	movl	lguest_data + LGUEST_DATA_cr2, %ecx
+	movl	%ecx, pf_cr2
+	popl	%ecx
+	movl	%ecx, pf_err
+	addl	$5, (%esp)		/* skip movl 0x1000, %eax */
+	jmp	lguest_iret
+gp_handler:
+	popl	%ecx
+	movl	%ecx, gp_err
+	movl	4(%esp), %ecx
+	movl	%ecx, gp_cs
+	POWER_OFF
+user_code:
+	movl	$42, %eax
+	int	$0x80
+	movl	0x1000, %eax
+	int	$0x1f			/* the hypercall gate is not for user mode */
+1:	jmp	1b
+"""
+USER_DATA = """
+	.data
+	.balign 8
+gdt:	.fill 12, 8, 0
+	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
+	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
+	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
+	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+sys_eax: .long 0
+sys_cs:	.long 0
+sys_esp: .long 0
+pf_cr2:	.long 0
+pf_err:	.long 0
+gp_err:	.long 0
+gp_cs:	.long 0
+	.bss
+	.balign 16
+	.space 4096
+kstack_top:
+	.space 4096
+ustack_top:
+"""
+USER_BODY = INIT + """
+	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $16
+	hcall	LHCALL_SET_STACK, $KERNEL_DS, $kstack_top, $1
+	movl	$syscall_handler, %eax
+	movl	%eax, %ecx
+	andl	$0xffff0000, %ecx
+	orl	$0xef00, %ecx			/* trap gate, DPL 3 */
+	andl	$0xffff, %eax
+	orl	$0x00600000, %eax
+	movl	%eax, %ebx
+	hcall	LHCALL_LOAD_IDT_ENTRY, $0x80, %ebx, %ecx
+	SET_GATE 14, pf_handler, INTERRUPT_GATE
+	SET_GATE 13, gp_handler, INTERRUPT_GATE
+	movl	$0x7b, %eax
+	movl	%eax, %ds
+	movl	%eax, %es
+	movl	$0x200, %ss:lguest_data
+	pushl	$0x7b
+	pushl	$ustack_top
+	pushl	$0x202
+	pushl	$0x73
+	pushl	$user_code
+	iret
+"""
+
+
+def test_user_mode_syscall_fault_and_hypercall_gp(tmp_path):
+    m, events = boot(tmp_path, USER_BODY, text=USER_TEXT, data=USER_DATA)
+    stop = m.run()
+    assert stop.kind == "poweroff", stop
+    from lgdbg.symbols import Symbols
+    syms = Symbols(m.image.path)
+    word = lambda name: struct.unpack("<I", m.read_memory(syms.lookup(name), 4))[0]  # noqa: E731
+    # int $0x80 from ring 3 arrived on the SET_STACK stack with the user CS.
+    assert word("sys_eax") == 42 and word("sys_cs") == 0x73
+    kstack = syms.lookup("kstack_top")
+    assert word("sys_esp") == kstack - 20          # eip, cs, eflags, esp, ss
+    # A user-mode read of an unmapped address: #PF with the user bit.
+    assert (word("pf_cr2"), word("pf_err")) == (0x1000, 4)
+    # int $0x1f from ring 3: #GP with error code 0x1f*8+2 = 0xfa, from user CS.
+    assert (word("gp_err"), word("gp_cs")) == (0xFA, 0x73)
+    traps = [(e["vector"], e["errcode"]) for e in kinds(events, "trap")]
+    assert traps == [(0x80, 0), (14, 4), (13, 0xFA)]
+    assert not [e for e in kinds(events, "hcall") if e["nr"] not in (1, 3, 6, 7, 2)]

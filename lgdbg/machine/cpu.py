@@ -35,7 +35,16 @@ from . import calibrate
 SWITCHER_SIZE = 0x10000
 GDT_ADDR = abi.SWITCHER_ADDR                 # 32 descriptors
 IRET_STUB = abi.SWITCHER_ADDR + 0x1000       # a lone `iret`
+LCALL_STUB = abi.SWITCHER_ADDR + 0x1010      # `lcall` through the call gate to ring 0
+RING0_STUB = abi.SWITCHER_ADDR + 0x1020      # the gate's target: switch stacks, `iret`
 HOST_STACK_TOP = abi.SWITCHER_ADDR + 0x4000
+# One writable Host page after the Switcher's: the TSS (ring 0's stack for a
+# call gate) and the ring-0 stack itself, which the CPU pushes onto.
+HOST_RW = abi.SWITCHER_ADDR + 0x10000
+TSS_ADDR = HOST_RW
+RING0_FRAME = HOST_RW + 0x800                # the iret frame RING0_STUB returns through
+RING0_STACK_TOP = HOST_RW + 0x1000
+CALL_GATE = abi.GDT_ENTRY_DOUBLEFAULT_TSS    # a Host-owned slot
 
 # Ring-0 segments in the Host-owned GDT slots, as the Switcher's LGUEST_CS/DS.
 HOST_CS = abi.GDT_ENTRY_LGUEST_CS * 8
@@ -91,6 +100,7 @@ class Cpu:
         self.uc.mem_map_ptr(abi.SWITCHER_ADDR, SWITCHER_SIZE, UC_PROT_READ | UC_PROT_EXEC,
                             self._sw_ptr)
         self.switcher[IRET_STUB - abi.SWITCHER_ADDR] = 0xCF
+        self._init_ring_changes()
         self.exit = None
         # emu_start's `until`: unicorn stops silently, without fetching, when
         # a block starts there, so it must be an address no Guest code can be
@@ -115,11 +125,42 @@ class Cpu:
         self.gdt[abi.GDT_ENTRY_LGUEST_DS] = flat_descriptor(0x93)
         self.gdt[12] = flat_descriptor(0xBB)
         self.gdt[13] = flat_descriptor(0xB3)
+        self._host_descriptors()
         self.flush_gdt()
         self.uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, abi.GDT_ENTRIES * 8 - 1, 0))
+        self.uc.reg_write(X.UC_X86_REG_TR, (abi.GDT_ENTRY_TSS * 8, TSS_ADDR, 0x67, 0x8900))
         self.uc.reg_write(X.UC_X86_REG_CS, HOST_CS)
         self.uc.reg_write(X.UC_X86_REG_SS, HOST_DS)
         self.uc.reg_write(X.UC_X86_REG_DS, HOST_DS)
+
+    def _init_ring_changes(self):
+        """What it takes to leave ring 3 for ring 1 from the Host's side.
+
+        unicorn hands every interrupt to a hook instead of the IDT, so the CPU
+        never changes privilege by itself when the Guest is interrupted in user
+        mode.  Like the Switcher, we go through ring 0: a ring-3 `lcall`
+        through a DPL-3 call gate lands in a ring-0 stub (the CPU takes ring
+        0's stack from the TSS), which switches to a prepared frame and
+        `iret`s into ring 1.
+        """
+        self.uc.mem_map(HOST_RW, 0x1000, UC_PROT_ALL)
+        tss = bytearray(104)
+        struct.pack_into("<II", tss, 4, RING0_STACK_TOP, HOST_DS)      # esp0, ss0
+        self.uc.mem_write(TSS_ADDR, bytes(tss))
+        sw = abi.SWITCHER_ADDR
+        self.switcher[LCALL_STUB - sw:LCALL_STUB - sw + 7] = \
+            b"\x9a" + struct.pack("<IH", 0, CALL_GATE * 8 | 3)
+        self.switcher[RING0_STUB - sw:RING0_STUB - sw + 6] = \
+            b"\xbc" + struct.pack("<I", RING0_FRAME) + b"\xcf"
+
+    def _host_descriptors(self):
+        # The TSS (type 9, available 32-bit) and the call gate (type 0xC, DPL 3).
+        self.gdt[abi.GDT_ENTRY_TSS] = struct.pack(
+            "<II", (TSS_ADDR & 0xFFFF) << 16 | 0x67,
+            (TSS_ADDR & 0xFF000000) | ((TSS_ADDR >> 16) & 0xFF) | 0x8900)
+        self.gdt[CALL_GATE] = struct.pack(
+            "<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
+            (RING0_STUB & 0xFFFF0000) | 0xEC00)
 
     def flush_gdt(self):
         blob = b"".join(self.gdt)
@@ -139,10 +180,21 @@ class Cpu:
         the Switcher, we build an iret frame on the Host stack and execute it.
         """
         frame = struct.pack("<5I", eip, cs, eflags, esp, ss)
-        top = HOST_STACK_TOP - abi.SWITCHER_ADDR
-        self.switcher[top - len(frame):top] = frame
-        self.uc.reg_write(X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
-        self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
+        if self.cpl == 0:
+            # Boot: the CPU starts in ring 0 on the Host's segments.
+            top = HOST_STACK_TOP - abi.SWITCHER_ADDR
+            self.switcher[top - len(frame):top] = frame
+            self.uc.reg_write(X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
+            self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
+            return
+        # From user mode: lcall (to ring 0), mov esp, iret (to the Guest's ring).
+        self.uc.mem_write(RING0_FRAME, frame)
+        saved_exit = self.exit
+        self.uc.emu_start(LCALL_STUB, 0, count=3)
+        self.exit = saved_exit
+        if self.reg("eip") != eip or self.cpl != cs & 3:
+            raise RuntimeError("ring change to %#x:%#x failed (at %#x, CPL %d)"
+                               % (cs, eip, self.reg("eip"), self.cpl))
 
     # --- hooks (each records why the Guest exited and stops) -----------------
     def _on_intr(self, uc, intno, _):

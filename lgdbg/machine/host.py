@@ -453,7 +453,11 @@ class Host:
         self.deliver_trap(vector, errcode, eip, cr2)
 
     def deliver_trap(self, vector, errcode, eip, cr2=None):
-        present = vector < 64 and vector in self.idt
+        # 2.6.23 reflects only the first 64 vectors; the system call vector
+        # never reaches its Host because the CPU delivers it directly through
+        # the Guest's trap gate.  unicorn hands us every interrupt, so we
+        # reflect that one too: the same frame on the same (ss1, esp1) stack.
+        present = (vector < 64 or vector == abi.SYSCALL_VECTOR) and vector in self.idt
         fields = {"vector": vector, "errcode": errcode, "eip": eip}
         if vector == 14:
             fields["cr2"] = cr2

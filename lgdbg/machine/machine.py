@@ -216,7 +216,17 @@ class Machine:
             return Stop("breakpoint", addr=ex.eip)
         if kind == "watch":
             return Stop("watch", watch=ex.watch)
-        if kind == "intr" and ex.intno == abi.LGUEST_TRAP_ENTRY and ex.soft:
+        if kind == "intr" and ex.soft and self.cpu.cpl == 3 and not self._user_may_int(ex.intno):
+            # `int n` from user mode through a gate it may not use (the
+            # hypercall gate has DPL 1): the CPU raises #GP(n*8+2) instead, and
+            # the int does not retire.
+            at = ex.eip - (2 if self.cpu.read_virt(ex.eip - 2, 1) == b"\xcd" else 1)
+            if self.clock.deterministic:
+                self.clock.icount -= 1
+            self.cpu.set_reg("eip", at)
+            self.host.handle_trap(13, ex.intno * 8 + 2, at)
+            self._entry_pending = True
+        elif kind == "intr" and ex.intno == abi.LGUEST_TRAP_ENTRY and ex.soft:
             r = self.cpu.regs()
             self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
             self._entry_pending = True
@@ -234,6 +244,11 @@ class Machine:
                 self._host_watch_hit = ex.watch
         self._timed_events()
         return None
+
+    def _user_may_int(self, vector):
+        gate = self.host.idt.get(vector)
+        return vector != abi.LGUEST_TRAP_ENTRY and gate is not None and \
+            abi.decode_gate(*gate).dpl == 3
 
     def _budget(self, limit):
         """Instructions until the next thing that needs the Host or the caller."""
