@@ -112,7 +112,10 @@ class Cpu:
         self.watch_hit = None
         self._install_hooks()
         self._init_gdt()
+        # The FPU as FNINIT leaves it (unicorn starts elsewhere): control word
+        # 0x37F, every register empty (tag word 0xFFFF), and SSE's MXCSR.
         self.uc.reg_write(X.UC_X86_REG_FPCW, 0x37F)
+        self.uc.reg_write(X.UC_X86_REG_FPTAG, 0xFFFF)
         self.uc.reg_write(X.UC_X86_REG_MXCSR, 0x1F80)
 
     # --- set-up ------------------------------------------------------------
