@@ -97,6 +97,7 @@ class Machine:
         self.delivery_held = False
         self.last_delivery_icount = None
         self._recording = None           # replay: list collecting (icount, Stop)
+        self._last_tick_ns = 0           # virtual time of the last Host tick
 
         # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
         # EIP = the entry after the magic, ESI = 0 (the boot header), ESP 0.
@@ -253,7 +254,7 @@ class Machine:
     def _budget(self, limit):
         """Instructions until the next thing that needs the Host or the caller."""
         now = self.clock.icount
-        ends = [now + MAX_SLICE_INSNS, self.clock.icount + self.clock.insns_until(self._next_tick_ns())]
+        ends = [now + MAX_SLICE_INSNS, now + self.clock.insns_until(self._next_tick_ns())]
         if self.clock.deadline_ns is not None:
             ends.append(now + self.clock.insns_until(self.clock.deadline_ns))
         if self.schedule:
@@ -282,8 +283,6 @@ class Machine:
             if clock.time_ns >= self._last_tick_ns + self.host_tick:
                 self._last_tick_ns = clock.time_ns - clock.time_ns % self.host_tick
                 self._entry_pending = True
-
-    _last_tick_ns = 0
 
     def _raise(self, irq, source):
         self.host.irqs_pending |= 1 << irq
