@@ -913,68 +913,11 @@ class Commands:
     def patch_rows(self):
         if self.symbols is None:
             return []
+        from .disasm import disassemble
+        from .patches import patch_rows, templates_from_names
         names = self.symbols.by_name
-        rows = []
-        for name in sorted(names, key=lambda n: (names[n], n)):
-            if not name.startswith("lgstart_"):
-                continue
-            op = name[len("lgstart_"):]
-            end_name = "lgend_" + op
-            if end_name not in names:
-                continue
-            start, end = names[name], names[end_name]
-            raw = self.read(start, max(0, end - start)) if end > start else b""
-            from .disasm import disassemble
-            rows.append({"name": op, "start": start, "end": end, "bytes": raw,
-                         "disasm": [(a, t) for a, _, t in disassemble(raw, start)],
-                         "sites": None, "patched": None})
-        sites = self._parainstructions()
-        if sites is not None:
-            templates = self._template_table()
-            for row in rows:
-                mine, patched = [], []
-                for site, ptype, length in sites:
-                    try:
-                        current = self.m.read_memory(site, length)
-                    except Exception:
-                        current = b""
-                    is_patched = bool(row["bytes"]) and current.startswith(row["bytes"])
-                    if templates.get(ptype) == row["start"] or is_patched:
-                        mine.append(site)
-                        if is_patched:
-                            patched.append(site)
-                row["sites"], row["patched"] = mine, patched
-        return rows
-
-    def _parainstructions(self):
-        """[(site, type, len)] from __parainstructions..__parainstructions_end, or None."""
-        names = self.symbols.by_name
-        if "__parainstructions" not in names or "__parainstructions_end" not in names:
-            return None
-        start, end = names["__parainstructions"], names["__parainstructions_end"]
-        if not 0 <= end - start <= 65536:
-            return None
-        raw = self.read(start, end - start) if end > start else b""
-        return [(int.from_bytes(raw[i:i + 4], "little"), raw[i + 4], raw[i + 5])
-                for i in range(0, len(raw) - 7, 8)]
-
-    def _template_table(self):
-        """{type: template start} from a patch_templates table of (start, end) pairs."""
-        names = self.symbols.by_name
-        if "patch_templates" not in names:
-            return {}
-        starts = {a for n, a in names.items() if n.startswith("lgstart_")}
-        table = {}
-        for i in range(64):
-            try:
-                lo = int.from_bytes(self.m.read_memory(names["patch_templates"] + 8 * i, 4), "little")
-            except Exception:
-                break
-            if lo in starts:
-                table[i] = lo
-            elif lo != 0:
-                break
-        return table
+        return patch_rows(templates_from_names(names), names.get, self.m.read_memory,
+                          lambda start, raw: [(a, t) for a, _, t in disassemble(raw, start)])
 
     # ------------------------------------------------------------------ trace, console
     def cmd_trace(self, args):
