@@ -9,6 +9,10 @@ import os
 from .errors import UsageError
 
 
+def _ends_something(name):
+    return name.startswith(("lgend_", "__stop")) or name.endswith(("_end", "_stop", "_top"))
+
+
 class Symbols:
     def __init__(self, path):
         from elftools.elf.elffile import ELFFile          # imported only when needed
@@ -27,17 +31,20 @@ class Symbols:
                         continue
                     addr = sym["st_value"]
                     self.by_name.setdefault(sym.name, addr)
-                    starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL", sym.name))
+                    starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL",
+                                   _ends_something(sym.name), sym.name))
                 self.lines = self._line_table(elf)
         except (OSError, ELFError) as e:
             raise UsageError("cannot read symbols from %s: %s" % (path, e))
         except Exception as e:        # pyelftools on a malformed file: struct, index, ...
             raise UsageError("cannot read symbols from %s: malformed ELF (%s: %s)"
                              % (path, type(e).__name__, e))
-        # Prefer global names where several share an address.
+        # Where several names share an address, prefer a global one that
+        # starts something (lgstart_sti, console_write) to one that ends the
+        # thing before it (lgend_cli, lguest_noirq_end).
         starts.sort()
-        self._addrs = [a for a, _, _ in starts]
-        self._names = [n for _, _, n in starts]
+        self._addrs = [a for a, _, _, _ in starts]
+        self._names = [n for _, _, _, n in starts]
 
     @staticmethod
     def _line_table(elf):
