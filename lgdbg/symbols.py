@@ -35,9 +35,9 @@ class Symbols:
                                    _ends_something(sym.name), sym.name))
                 self.lines = self._line_table(elf)
         except (OSError, ELFError) as e:
-            raise UsageError("cannot read symbols from %s: %s" % (path, e))
+            raise UsageError("cannot read symbols from image %s: %s" % (path, e))
         except Exception as e:        # pyelftools on a malformed file: struct, index, ...
-            raise UsageError("cannot read symbols from %s: malformed ELF (%s: %s)"
+            raise UsageError("cannot read symbols from image %s: malformed ELF (%s: %s)"
                              % (path, type(e).__name__, e))
         # Where several names share an address, prefer a global one that
         # starts something (lgstart_sti, console_write) to one that ends the
