@@ -17,7 +17,6 @@ these routines at every Host entry, the way run_guest() does.
 import struct
 
 from .. import abi
-from .cpu import Exit  # noqa: F401  (documentation: what handle_trap receives)
 
 
 class Host:

@@ -39,7 +39,8 @@ class Stop:
     """Why Machine.run() returned."""
     __slots__ = ("kind", "addr", "watch", "reason")
 
-    # kinds: breakpoint, watch, interrupted, step, killed, poweroff, max-insns, halted-forever
+    # kinds: breakpoint, watch, interrupted, step, killed, poweroff, max-insns,
+    # halted-forever; the debugger adds catch and history-begin (reverse.py).
     def __init__(self, kind, addr=None, watch=None, reason=None):
         self.kind, self.addr, self.watch, self.reason = kind, addr, watch, reason
 
