@@ -135,3 +135,18 @@ def test_repl_reverse_commands():
     assert "timer_interrupt> reverse-stepi\n" in out
     assert "main_loop+42> reverse-continue" in out
     assert "No more reverse-execution history." in out
+
+
+def test_the_iret_walkthrough_runs():
+    import subprocess
+    import sys
+    script = os.path.join(ROOT, "examples", "walkthrough-iret.lgdbg")
+    r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", "iret", "--batch", script],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "inside the noirq window: yes" in out
+    assert "deferred by 2 instructions" in out
+    assert "delivered irq 0 (vector 0x20) through an interrupt gate" in out
+    assert "timer_interrupt> reverse-stepi" in out
+    assert "G:040" in out
