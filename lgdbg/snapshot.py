@@ -8,7 +8,7 @@ A snapshot is everything that decides what the Guest does next:
     next_hcall, ...): every *plain* attribute (numbers, strings, None and
     lists/tuples/dicts/sets of them) of those objects, so a field added to the
     Host later is covered without touching this file.  Excluded on purpose:
-    debugger configuration (Machine.guest_watches, host_tick, max_insns) and
+    debugger configuration (host_tick, max_insns) and
     the CPU's hook bookkeeping (breakpoints, watch hooks): a restore takes the
     Guest back in time, not the debugger's settings;
   - the Guest GDT (Cpu.gdt, written back into the Switcher page);
@@ -48,7 +48,7 @@ PAGE = 4096
 PAGE_SHIFT = 12
 
 # Attributes that are debugger settings, not Guest state.
-_MACHINE_EXCLUDE = frozenset({"guest_watches", "host_tick", "max_insns"})
+_MACHINE_EXCLUDE = frozenset({"host_tick", "max_insns"})
 _PLAIN_SCALARS = (int, float, str, bytes, bool, type(None))
 
 

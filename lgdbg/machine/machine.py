@@ -12,7 +12,6 @@ tick.  At each one the Host drains the async ring, runs the synchronous
 hypercall, serves the Launcher and tries to deliver an interrupt.
 """
 
-import threading
 import time
 from contextlib import contextmanager
 
@@ -87,11 +86,10 @@ class Machine:
                 raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
         self._sync_hcall = None          # a hypercall waiting for the Host
         self._entry_pending = False      # a Guest exit the Host has not handled
-        self._stop_requested = threading.Event()
+        # Stop requests and deadlines both live in the watchdog.
         self._watchdog = Watchdog(self.cpu.stop)
         self._host_watch_hit = None
         self._resume_from_bp = None
-        self.guest_watches = []          # (addr, length, kind) also matched on Host writes
         self.debug_write_observers = []  # callables(addr, length): a debugger wrote memory
         # A Host entry whose delivery attempt is still to come (reverse
         # execution stops between the two), and where the last delivery was.
@@ -133,11 +131,9 @@ class Machine:
 
         A request made while nothing runs stops the next run at once.
         """
-        self._stop_requested.set()
         self._watchdog.request_stop()
 
     def _stopped_on_request(self):
-        self._stop_requested.clear()
         self._watchdog.clear_stop()
         return Stop("interrupted")
 
@@ -169,7 +165,7 @@ class Machine:
                     if self._recording is None:
                         return stop
                     self._recording.append((self.clock.icount, stop))
-            if self._stop_requested.is_set():
+            if self._watchdog.stop_requested:
                 return self._stopped_on_request()
             if limit is not None and self.clock.icount >= limit:
                 return Stop("step")
@@ -210,7 +206,7 @@ class Machine:
                 ex, _ = self.cpu.run(None, skip_bp=skip, count_for_watch=bool(self.cpu.watches()))
             finally:
                 self._watchdog.disarm()
-            if ex.kind == "stop" and not self._stop_requested.is_set():
+            if ex.kind == "stop" and not self._watchdog.stop_requested:
                 self._entry_pending = True        # the realtime Host tick
         kind = ex.kind
         if kind == "breakpoint":
@@ -304,7 +300,7 @@ class Machine:
             self.clock.skip_to(self.clock.deadline_ns)
         else:
             delay = (self.clock.deadline_ns - self.clock.time_ns) / 1e9
-            if delay > 0 and self._stop_requested.wait(delay):
+            if delay > 0 and self._watchdog.wait_for_stop(delay):
                 return True
         self._timed_events()
         return True
@@ -410,15 +406,13 @@ class Machine:
 
     def add_watch(self, addr, length, kind):
         self.cpu.add_watch(addr, length, kind)
-        self.guest_watches.append((addr, length, kind))
 
     def remove_watch(self, addr, length, kind):
-        if (addr, length, kind) in self.guest_watches:
-            self.guest_watches.remove((addr, length, kind))
         return self.cpu.remove_watch(addr, length, kind)
 
     def _host_wrote(self, virt, length):
-        for addr, wlen, kind in self.guest_watches:
+        # The Guest's watchpoints also watch what the Host writes.
+        for addr, wlen, kind in self.cpu.watches():
             if kind != "rwatch" and virt < addr + wlen and addr < virt + length:
                 if self._host_watch_hit is None:
                     self._host_watch_hit = (kind, max(addr, virt))

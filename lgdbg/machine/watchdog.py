@@ -45,11 +45,21 @@ class Watchdog:
     def request_stop(self):
         with self._cond:
             self._stop_requested = True
-            self._cond.notify()
+            self._cond.notify_all()     # the watchdog thread and any idle wait
 
     def clear_stop(self):
         with self._cond:
             self._stop_requested = False
+
+    @property
+    def stop_requested(self):
+        return self._stop_requested
+
+    def wait_for_stop(self, timeout):
+        """Sleep up to timeout seconds (a halted Guest on the realtime clock);
+        True if a stop was requested meanwhile."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stop_requested, timeout)
 
     def _due(self):
         return self._stop_requested or (self._deadline is not None
