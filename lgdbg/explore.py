@@ -41,6 +41,7 @@ import time
 
 from . import abi, images
 from .errors import LgdbgError, UsageError
+from .run_command import add_initrd_option, read_initrd
 
 DEFAULT_BUDGET = 20_000_000       # instructions after the snapshot
 SETTLED = "settled"
@@ -68,6 +69,7 @@ def configure(parser):
     parser.add_argument("--cmdline", default="", metavar="TEXT", help="kernel command line")
     parser.add_argument("--host-tick", type=int, default=DEFAULT_HOST_TICK, metavar="N",
                         help="a Host entry every N instructions (default %d)" % DEFAULT_HOST_TICK)
+    add_initrd_option(parser)
 
 
 def run(args):
@@ -82,7 +84,8 @@ def run(args):
     at = syms.lookup(args.at)
     labels = []
     start, end = parse_window(syms, path, args.window, labels)
-    machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick)
+    machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick,
+                      initrd=read_initrd(args.initrd))
     ex = Explorer(machine, syms, at, start, end, args.irq,
                   no_noirq=args.no_noirq, budget=args.budget, labels=labels)
     report = ex.explore()

@@ -963,9 +963,15 @@ class Commands:
         return head + text
 
     def cmd_console(self, args):
-        """console: the guest's console output so far."""
+        """console [send TEXT]: the guest's console output so far, or type TEXT
+        (and Enter) into its console; it gets the line when it next waits for input."""
+        if args.split()[:1] == ["send"]:
+            text = args.strip()[len("send"):].lstrip()
+            self.m.launcher.input.send(text.encode("latin-1", "replace") + b"\n")
+            self.say("queued %d bytes for the guest's console" % (len(text) + 1))
+            return
         if args:
-            raise CommandError("console takes no arguments")
+            raise CommandError("console takes no arguments but `send TEXT`")
         text = "".join(self.console_text)
         if not text:
             self.say("(the guest has printed nothing yet)")

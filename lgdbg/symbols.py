@@ -33,7 +33,6 @@ class Symbols:
                     self.by_name.setdefault(sym.name, addr)
                     starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL",
                                    _ends_something(sym.name), sym.name))
-                self.lines = self._line_table(elf)
         except (OSError, ELFError) as e:
             raise UsageError("cannot read symbols from image %s: %s" % (path, e))
         except Exception as e:        # pyelftools on a malformed file: struct, index, ...
@@ -45,6 +44,20 @@ class Symbols:
         starts.sort()
         self._addrs = [a for a, _, _, _ in starts]
         self._names = [n for _, _, _, n in starts]
+
+    _lines = None
+
+    @property
+    def lines(self):
+        """The line table, read on first use: a kernel's DWARF takes seconds."""
+        if self._lines is None:
+            from elftools.elf.elffile import ELFFile
+            try:
+                with open(self.path, "rb") as f:
+                    self._lines = self._line_table(ELFFile(f))
+            except Exception:         # no usable DWARF: no lines, symbols still work
+                self._lines = []
+        return self._lines
 
     @staticmethod
     def _line_table(elf):

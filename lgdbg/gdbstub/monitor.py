@@ -27,6 +27,8 @@ lgdbg monitor commands (add `json` in front of a query for machine-readable outp
   monitor catch list | catch delete N
   monitor snapshot save|restore|drop NAME | snapshot list    manual checkpoints (icount clock)
   monitor history on|off|status  checkpoints for reverse-stepi / reverse-continue
+  monitor console send TEXT    type TEXT and Enter into the Guest's console; it gets the
+                               line the next time it waits for input
   monitor json lguest status|irq|hcalls N|idt|host|data|catch list|step-irq [--until]
 A failing `json` command answers {"error": MESSAGE}; a failing text command is an error.
 After step-irq the registers changed behind gdb's back: run `flushregs`.
@@ -59,6 +61,8 @@ class Monitor:
             return self._snapshot(args, as_json)
         if cmd == "history":
             return self._history(args, as_json)
+        if cmd == "console":
+            return self._console(line)
         if cmd == "step-irq":
             until = _flag(args, "--until")
             report = self.debugger.step_irq(until=until)
@@ -118,6 +122,14 @@ class Monitor:
             data["checkpoints"], data["oldest_icount"])
 
     # --- queries: lgdbg.inspect data ---------------------------------------------
+    def _console(self, line):
+        rest = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+        if rest.split()[:1] != ["send"]:
+            raise UsageError("monitor console send TEXT")
+        text = rest.strip()[len("send"):].lstrip()
+        self.machine.launcher.input.send(text.encode("latin-1", "replace") + b"\n")
+        return "queued %d bytes for the Guest's console\n" % (len(text) + 1)
+
     def _status(self, args):
         _no_args(args)
         return inspect.status(self.machine)
