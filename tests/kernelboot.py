@@ -47,6 +47,10 @@ PROGRAMS = {
     "child": ["child.c"],           # exec'd by selftest as /bin/child
 }
 
+# The selftest's checks, in its order: each prints "ok: NAME: ..." or "FAIL: NAME: ...".
+SELFTEST_CHECKS = ["init", "console", "fpu", "segv-kernel-read", "segv-kernel-write",
+                   "segv-switcher-read", "exec", "cow", "fault-handler", "mmap", "nanosleep"]
+
 # reboot(2)'s magic numbers as little-endian immediates: a native build must not hold them.
 REBOOT_MAGIC = [(0xfee1dead).to_bytes(4, "little"), (0x4321fedc).to_bytes(4, "little")]
 
@@ -189,16 +193,28 @@ def kernel_source():
     return os.path.normpath(DEFAULT_KERNEL), "the default"
 
 
+def in_ci():
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing_kernel():
+    """None if the kernel is there, else the one line that says what to set."""
+    path, how = kernel_source()
+    if os.path.isfile(path):
+        return None
+    return ("no lguest Guest kernel at %s (%s): set LGDBG_TEST_KERNEL to a Linux 2.6.23 "
+            "lguest vmlinux (or .gz) to run the kernel boot tests" % (path, how))
+
+
 @pytest.fixture(scope="session")
 def vmlinux(tmp_path_factory):
     """Path of the uncompressed Guest kernel, unpacked once per session."""
-    path, how = kernel_source()
-    if not os.path.isfile(path):
-        msg = ("no lguest Guest kernel at %s (%s): set LGDBG_TEST_KERNEL to a Linux 2.6.23 "
-               "lguest vmlinux (or .gz) to run the kernel boot tests" % (path, how))
-        if os.environ.get("CI", "").lower() == "true":
+    msg = missing_kernel()
+    if msg:
+        if in_ci():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
+    path, _ = kernel_source()
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if not gzipped:

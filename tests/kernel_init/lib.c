@@ -63,15 +63,28 @@ void *old_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 	return (void *)sys1(SYS_old_mmap, args);
 }
 
-/* Install fn as an SA_SIGINFO handler for SIGSEGV, with our own restorer. */
-int set_sigsegv_handler(void (*fn)(int, struct k_siginfo *, void *))
+/* Always SA_SIGINFO: only then does i386 build the rt signal frame that
+ * restore_rt's rt_sigreturn expects (a plain handler gets the old frame,
+ * which needs sigreturn, 119, instead). */
+static int sigaction_rt(int sig, void *fn)
 {
 	struct k_sigaction act;
 	memset(&act, 0, sizeof act);
-	act.handler = (void *)fn;
+	act.handler = fn;
 	act.flags = SA_SIGINFO | SA_RESTORER;
 	act.restorer = restore_rt;
-	return sys4(SYS_rt_sigaction, SIGSEGV, &act, NULL, sizeof act.mask);
+	return sys4(SYS_rt_sigaction, sig, &act, NULL, sizeof act.mask);
+}
+
+/* Install fn as an SA_SIGINFO handler for SIGSEGV, with our own restorer. */
+int set_sigsegv_handler(void (*fn)(int, struct k_siginfo *, void *))
+{
+	return sigaction_rt(SIGSEGV, (void *)fn);
+}
+
+int set_handler(int sig, void (*fn)(int))
+{
+	return sigaction_rt(sig, (void *)fn);   /* fn ignores the extra arguments */
 }
 
 /* The kernel gives init /dev/console as fds 0, 1 and 2 only if the initramfs

@@ -36,6 +36,7 @@ typedef int ssize_t;
 #define SYS_execve         11
 #define SYS_mknod          14
 #define SYS_getpid         20
+#define SYS_alarm          27
 #define SYS_dup            41
 #define SYS_pipe           42
 #define SYS_getppid        64
@@ -81,6 +82,7 @@ long raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 #define PAGE_SIZE 4096u
 
 #define SIGSEGV 11
+#define SIGALRM 14
 #define SA_SIGINFO  0x00000004
 #define SA_RESTORER 0x04000000
 #define SEGV_MAPERR 1   /* si_code: no mapping at the address */
@@ -146,6 +148,7 @@ int munmap(void *addr, size_t len);
 int mprotect(void *addr, size_t len, int prot);
 int execve(const char *path, char *const argv[], char *const envp[]);
 int set_sigsegv_handler(void (*fn)(int, struct k_siginfo *, void *));
+int set_handler(int sig, void (*fn)(int));   /* no SA_RESTART: a slow call gets -EINTR */
 int is_err(long v);                 /* a raw return value in -4095..-1? */
 int ensure_console(void);          /* 1 if the kernel opened /dev/console for us */
 void power_off(void) __attribute__((noreturn));

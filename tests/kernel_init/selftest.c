@@ -29,12 +29,20 @@
 
 /* ---- console ------------------------------------------------------------- */
 
+static void console_alarm(int sig) { (void)sig; }
+
+/* Seconds of (virtual) time to wait for the line: if the input never comes,
+ * the read fails with EINTR and the other checks still run. */
+#define CONSOLE_TIMEOUT 20
+
 static int check_console(void)
 {
 	char buf[256];
 	size_t n = 0;
 	long r = 0;
 
+	set_handler(SIGALRM, console_alarm);
+	sys1(SYS_alarm, CONSOLE_TIMEOUT);
 	say("console: type a line for init to read back");
 	/* The console is in canonical mode: read() returns once a whole line
 	 * has been typed.  Keep reading until the newline in case it comes in
@@ -46,6 +54,11 @@ static int check_console(void)
 		n += (size_t)r;
 		if (buf[n - 1] == '\n')
 			break;
+	}
+	sys1(SYS_alarm, 0);
+	if (r == -EINTR) {
+		say("FAIL: console: no line within %d s (read got %u bytes)", CONSOLE_TIMEOUT, n);
+		return 1;
 	}
 	if (r < 0) {
 		say("FAIL: console: read(0) returned %d", (int)r);
