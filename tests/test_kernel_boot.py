@@ -212,9 +212,10 @@ def test_copy_on_write_seen_from_both_sides(selftest):
 def test_page_fault_handled_by_a_sigsegv_handler(selftest):
     line = check_line(selftest, "fault-handler")
     addr = int(re.search(r"read-only 0x([0-9a-f]{8})", line).group(1), 16)
-    # The write's fault reached the Guest with that cr2, as a user write.
+    # The write's fault reached the Guest with that cr2, as a user write (the
+    # read before it, which mapped the zero page, faulted there as a user read).
     faults = page_faults(selftest, addr)
-    assert faults and all(e["errcode"] & 6 == 6 for e in faults), faults
+    assert any(e["errcode"] & 6 == 6 for e in faults), faults
 
 
 def test_mmap_and_munmap(selftest):
@@ -222,7 +223,10 @@ def test_mmap_and_munmap(selftest):
     base = int(re.search(r"mmap2 of 3 pages at 0x([0-9a-f]{8})", line).group(1), 16)
     # The read of the munmap'd middle page (word 7) faulted in the Guest: the
     # Host dropped its shadow entry instead of answering from a stale one.
-    assert page_faults(selftest, base + 0x1000 + 7 * 4)
+    # Only that read is a user *read* fault there: the page's first touch was
+    # a write, and reads while it was mapped do not reach the Guest.
+    faults = page_faults(selftest, base + 0x1000 + 7 * 4)
+    assert any(e["errcode"] & 6 == 4 for e in faults), faults
 
 
 def test_nanosleep_advances_time(selftest):
