@@ -84,3 +84,19 @@ def test_programs_pass_their_checks_natively(tmp_path):
     assert "ok: console: read back 'a line from the test'" in r.stdout
     assert not [line for line in lines if line.startswith("FAIL")], r.stdout
     assert "init: %d checks, 0 failed" % len(CHECKS) in lines
+
+
+def test_the_reboot_guard_recognises_a_guest_build(programs):
+    """The guard that keeps native runs from powering the host off must see
+    the reboot call in the Guest's build (else it would guard nothing)."""
+    for name in ("hello", "selftest"):
+        with pytest.raises(AssertionError, match="reboot magic"):
+            kernelboot.assert_no_reboot(programs[name])
+
+
+def test_a_missing_kernel_is_named_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("LGDBG_TEST_KERNEL", str(tmp_path / "no-such-vmlinux"))
+    msg = kernelboot.missing_kernel()
+    assert "LGDBG_TEST_KERNEL" in msg and "\n" not in msg
+    monkeypatch.setenv("LGDBG_TEST_KERNEL", kernelboot.__file__)     # any existing file
+    assert kernelboot.missing_kernel() is None
