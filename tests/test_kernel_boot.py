@@ -132,7 +132,7 @@ def test_boot_to_init_and_power_off(vmlinux, programs, tmp_path):  # noqa: F811
     assert any(line.startswith("hello: /init running as pid 1, argv[0] /init, on Linux 2.6.23")
                and line.endswith("console opened by the kernel") for line in run.lines), \
         run.describe()
-    assert "FAIL" not in run.stdout and "powered off" in run.stderr, run.describe()
+    assert "FAIL: " not in run.stdout and "powered off" in run.stderr, run.describe()
 
 
 def test_no_initrd_is_the_vfs_panic_status_1(vmlinux):  # noqa: F811
@@ -147,7 +147,7 @@ def test_selftest_runs_every_check_and_powers_off(selftest):
     assert selftest.status == 0, selftest.describe()
     assert "init: %d checks, 0 failed" % len(CHECKS) in selftest.lines, selftest.describe()
     assert "init: powering off" in selftest.lines
-    assert not [line for line in selftest.lines if "FAIL" in line], selftest.describe()
+    assert not [line for line in selftest.lines if "FAIL: " in line], selftest.describe()
     assert selftest.events[-1]["kind"] == "kill"
     assert selftest.events[-1]["reason"] == "CRASH: Power down"
 
