@@ -100,3 +100,92 @@ def test_a_missing_kernel_is_named_in_one_line(monkeypatch, tmp_path):
     assert "LGDBG_TEST_KERNEL" in msg and "\n" not in msg
     monkeypatch.setenv("LGDBG_TEST_KERNEL", kernelboot.__file__)     # any existing file
     assert kernelboot.missing_kernel() is None
+
+
+# ---- fpu.S on the CPU emulator lgdbg runs the Guest on ------------------------------------
+
+FPU_DRIVER = """
+	.text
+	.globl	_start
+_start:				/* at 0x10000: fpu_sse_run(0x20000), then hlt */
+	movl	$0x80000, %esp
+	pushl	$0x20000
+	call	fpu_sse_run
+	hlt
+	.org	0x10
+yield_stub:			/* at 0x10010: the "other processes" run here */
+	ret
+	.section .note.GNU-stack, "", @progbits
+"""
+JOBS = {  # cw, mxcsr, a, b (doubles), sa, sb (floats): the selftest's two settings
+    "A": (0x037f, 0x1f80, 0x3ff199999999999a, 0x3fe6666666666666, 0x3f8ccccd, 0x3f333333),
+    "B": (0x0c7f, 0x7f80, 0x3feccccccccccccd, 0x4002666666666666, 0x3f666666, 0x40133333),
+}
+
+
+@pytest.fixture(scope="module")
+def fpu_blob(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fpu")
+    (d / "drv.S").write_text(FPU_DRIVER)
+    for src, obj in ((d / "drv.S", d / "drv.o"), (kernelboot.INIT_SRC + "/fpu.S", d / "fpu.o")):
+        subprocess.run(["gcc", "-m32", "-c", str(src), "-o", str(obj)], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x10000", "--build-id=none", "-o",
+                    str(d / "drv.elf"), str(d / "drv.o"), str(d / "fpu.o")], check=True)
+    subprocess.run(["objcopy", "-O", "binary", str(d / "drv.elf"), str(d / "drv.bin")],
+                   check=True)
+    return (d / "drv.bin").read_bytes()
+
+
+def run_fpu_job(blob, name, at_yield=None):
+    """fpu_sse_run on unicorn for job `name`; at_yield(uc, i) plays the other
+    processes at each yield.  Returns (x87 sum hex, sse sum hex, bad count)."""
+    import struct
+    from unicorn import Uc, UC_ARCH_X86, UC_MODE_32, UC_HOOK_CODE
+    from unicorn import x86_const as X
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x100000)
+    uc.mem_write(0x10000, blob)
+    yield_fn = 0x10010 if at_yield else 0
+    uc.mem_write(0x20000, struct.pack("<IIQQIIII", *JOBS[name], 200, yield_fn) + bytes(32))
+    if at_yield:
+        def hook(uc, addr, size, _):
+            esp = uc.reg_read(X.UC_X86_REG_ESP)
+            at_yield(uc, struct.unpack("<I", uc.mem_read(esp + 4, 4))[0])
+        uc.hook_add(UC_HOOK_CODE, hook, begin=0x10010, end=0x10010)
+    uc.emu_start(0x10000, 0xff000, count=100000)      # ends at the hlt (the count stops it)
+    out = bytes(uc.mem_read(0x20000, 68))
+    return out[40:50][::-1].hex(), out[52:56][::-1].hex(), struct.unpack_from("<I", out, 56)[0]
+
+
+def test_fpu_check_sees_a_shared_fpu_on_the_emulator(fpu_blob):
+    """The selftest's fpu check on unicorn (the Guest's CPU): the two settings
+    give different sums, and another process's control word, x87 register or
+    SSE register showing up at a yield (what a shared FPU does) changes the
+    result or is caught by the read-back, while a yield that leaves the FPU
+    alone changes nothing."""
+    from unicorn import x86_const as X
+    alone = {n: run_fpu_job(fpu_blob, n) for n in JOBS}
+    assert alone["A"][:2] != alone["B"][:2] and alone["A"][2] == alone["B"][2] == 0
+    assert run_fpu_job(fpu_blob, "A", lambda uc, i: None) == alone["A"]
+
+    def cw_of_b(uc, i):
+        if i == 50:
+            uc.reg_write(X.UC_X86_REG_FPCW, JOBS["B"][0])
+    x87, sse, bad = run_fpu_job(fpu_blob, "A", cw_of_b)
+    assert bad > 0 and x87 != alone["A"][0]
+
+    def mxcsr_of_b(uc, i):
+        if i == 50:
+            uc.reg_write(X.UC_X86_REG_MXCSR, JOBS["B"][1])
+    assert run_fpu_job(fpu_blob, "A", mxcsr_of_b)[2] > 0
+
+    def xmm0_lost(uc, i):
+        if i == 50:
+            uc.reg_write(X.UC_X86_REG_XMM0, 0)
+    assert run_fpu_job(fpu_blob, "A", xmm0_lost)[1] != alone["A"][1]
+
+    def st0_lost(uc, i):             # the sum, st(0): physical register TOP
+        if i == 50:
+            top = (uc.reg_read(X.UC_X86_REG_FPSW) >> 11) & 7
+            uc.reg_write(getattr(X, "UC_X86_REG_FP%d" % top), (0, 0))
+    assert run_fpu_job(fpu_blob, "A", st0_lost)[0] != alone["A"][0]
