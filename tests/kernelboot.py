@@ -1,6 +1,6 @@
 """Build what the real-kernel boot tests need: /init programs, an initramfs, the kernel.
 
-Standard library only.
+Standard library only, plus pytest for the fixture.
 
 - build_programs(): compiles tests/kernel_init/ (freestanding static i386 C and
   assembly, no libc: see kernel_init/lib.h) into ELF programs with gcc -m32 and ld.
@@ -12,8 +12,8 @@ Standard library only.
   it; build_initrd() lays out /init, /bin/... and /dev/console, gzip'ed or not.
 - vmlinux: a session fixture giving the gunzipped Linux 2.6.23 lguest Guest
   kernel, from LGDBG_TEST_KERNEL or ../shared/kernel/ next to the repository.
-  Without one, the tests skip with one line naming LGDBG_TEST_KERNEL, except
-  under CI=true, where a missing kernel is a failure: CI must boot it.
+  Without one, test_kernel_boot.py skips with one line naming LGDBG_TEST_KERNEL,
+  except under CI=true, where a missing kernel is a failure: CI must boot it.
 """
 
 import gzip
