@@ -316,3 +316,49 @@ def test_ts_makes_the_next_fpu_instruction_trap_7(tmp_path):
     # Once per TS=1: the handler's TS(0) lets the second fldz through.
     assert word(m, syms, "nm_count") == 2
     assert [e["vector"] for e in events if e["kind"] == "trap" and e.get("delivered")] == [7, 7]
+
+
+# --- a Guest stuck on one page fault ------------------------------------------------
+
+STUCK = """
+	SET_GATE 14, retry_handler, INTERRUPT_GATE
+	.globl	stuck_here
+stuck_here:
+	movl	0x40002000, %eax
+"""
+RETRY = """
+retry_handler:				/* "handles" the fault by doing nothing */
+	addl	$4, %esp
+	jmp	lguest_iret
+"""
+
+
+def stuck_guest(tmp_path):
+    return build_guest(tmp_path, START + STUCK, text=TEXT + RETRY, data=DATA)
+
+
+def test_the_same_fault_10000_times_is_status_4_naming_the_fault(tmp_path):
+    import subprocess
+    import sys
+    elf = stuck_guest(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "lgdbg", "run", elf], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 4, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    eip = Symbols(elf).lookup("stuck_here")
+    assert ("the same page fault (eip %#x, cr2 0x40002000, error code 0x0) reflected "
+            "10000 times in a row" % eip) in last
+    assert "in stuck_here" in last and "Traceback" not in r.stderr
+
+
+def test_a_stuck_guest_stops_gdbs_continue_with_sigsegv_and_the_line(tmp_path):
+    from lgdbg.debugger import Debugger
+    from lgdbg.gdbstub.handlers import Session
+    m = Machine(stuck_guest(tmp_path))
+    session = Session(m, Debugger(m))
+    stop = session.execute(session.dispatch(b"c"))
+    replies = session.stop_packets(stop)
+    assert replies[-1].startswith(b"T0b")                         # SIGSEGV
+    said = b"".join(bytes.fromhex(r[1:].decode()) for r in replies[:-1] if r[:1] == b"O")
+    assert b"reflected 10000 times in a row" in said
+    assert not m.dead                                            # stopped, not gone

@@ -89,6 +89,11 @@ class Session:
                          "`monitor irq raise N` makes an irq pending\n")
         elif kind == "max-insns":
             notes.append("lgdbg: instruction limit reached\n")
+        elif kind == "stuck":
+            # The real Host would spin for ever; the Guest is still alive, so
+            # a stop with SIGSEGV, and the line that says why.
+            notes.append("lgdbg: guest %s\n" % stop.reason)
+            signal = SIGSEGV
         elif kind == "poweroff":
             return self._out(["lgdbg: guest powered off\n"]) + [b"W00"]
         elif kind == "killed":

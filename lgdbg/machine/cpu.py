@@ -224,6 +224,7 @@ class Cpu:
             self.uc.emu_start(LCALL_STUB, 0, count=3)
         finally:
             self._lcall_page_user(False)
+        self.clear_exception_state()
         self.exit = saved_exit
         if self.reg("eip") != eip or self.cpl != cs & 3:
             raise RuntimeError("ring change to %#x:%#x failed (at %#x, CPL %d)"
@@ -397,7 +398,10 @@ class Cpu:
             # EIP) or, for one that crosses a page, the next page's start.
             # unicorn faults while translating it, before counting it.
             ex.fetch = ex.addr == ex.eip or (ex.addr & 0xFFF == 0 and 0 < ex.addr - ex.eip < 16)
-        if ex.kind in ("intr", "mem"):
+        if ex.kind in ("intr", "mem") or self.cpl == 3:
+            # After a fault; and after any run that ended in user mode, where
+            # emu_start's wind-down walks the page tables for its `until`
+            # address at CPL 3, fails, and leaves that failure behind.
             self.clear_exception_state()
         retired = 0
         if counting or count_for_watch:
