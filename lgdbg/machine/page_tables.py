@@ -411,9 +411,11 @@ class PageTables:
     def shadow_entry(self, vaddr, i=None):
         """The current (or i'th) shadow's PTE for vaddr, 0 if none."""
         i = self.pgdidx if i is None else i
-        if self.spgd[i] is None or vaddr_to_pgd_index(vaddr) >= SWITCHER_PGD_INDEX:
-            return 0
         words = self.pool.words
+        if vaddr_to_pgd_index(vaddr) >= SWITCHER_PGD_INDEX:
+            return words[self.switcher_pte_page * PTES_PER_PAGE + _pte_index(vaddr)]
+        if self.spgd[i] is None:
+            return 0
         spgd = words[self.spgd[i] * PTES_PER_PAGE + vaddr_to_pgd_index(vaddr)]
         if not spgd & _PAGE_PRESENT:
             return 0
