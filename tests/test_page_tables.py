@@ -11,28 +11,14 @@ import pytest
 
 from lgdbg.machine import Machine
 from lgdbg.symbols import Symbols
-from guestbuild import INIT, build_guest
+from guestbuild import INIT, build_guest, own_tables
 
 V = 0x40000000                     # the test mapping, in PDE 256
 P, RW, US, PWT, A, D, PSE = 0x1, 0x2, 0x4, 0x8, 0x20, 0x40, 0x80
 
 # own_tables: the kernel's first 4 MiB at PAGE_OFFSET (P|RW|A|D), PDE 256 ->
 # pt_user, then NEW_PGTABLE.  map_v FLAGS: pt_user[0] = __PA(target) | FLAGS.
-TEXT = """
-own_tables:
-	xorl	%eax, %eax
-1:	movl	%eax, %edx
-	shll	$12, %edx
-	orl	$0x63, %edx
-	movl	%edx, pt_kernel(,%eax,4)
-	incl	%eax
-	cmpl	$1024, %eax
-	jne	1b
-	movl	$__PA(pt_kernel) + 0x67, pgdir + 768 * 4
-	movl	$__PA(pt_user) + 0x67, pgdir + 256 * 4
-	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
-	ret
-
+TEXT = own_tables("\tmovl\t$__PA(pt_user) + 0x67, pgdir + 256 * 4") + """
 pf_handler:
 	popl	pf_err
 	movl	lguest_data + LGUEST_DATA_cr2, %eax

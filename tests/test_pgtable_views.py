@@ -20,7 +20,7 @@ from lgdbg.gdbstub.monitor import Monitor
 from lgdbg.machine import Machine
 from lgdbg.symbols import Symbols
 from gdbmi import Gdb
-from guestbuild import INIT, build_guest
+from guestbuild import INIT, build_guest, own_tables
 
 # PTE flags of the test entries: plain, RW, user, user RW, accessed, dirty,
 # global, PWT and PCD, and a hole (not present) between two runs.
@@ -64,27 +64,13 @@ test_pt: .fill	1024, 4, 0
 	.section .note.GNU-stack, "", @progbits
 """
 
-LGUEST_TEXT = """
-own_tables:
-	xorl	%eax, %eax
-1:	movl	%eax, %edx
-	shll	$12, %edx
-	orl	$0x63, %edx
-	movl	%edx, kpt(,%eax,4)
-	incl	%eax
-	cmpl	$1024, %eax
-	jne	1b
-	movl	$__PA(kpt) + 0x67, pgdir + 768 * 4
-	movl	$__PA(test_pt) + 0x7, pgdir + 256 * 4
-""" + FILL % {"pt": "test_pt"} + """
-	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
-	ret
-"""
+LGUEST_TEXT = own_tables("\tmovl\t$__PA(test_pt) + 0x7, pgdir + 256 * 4\n"
+                         + FILL % {"pt": "test_pt"})
 LGUEST_DATA = """
 	.data
 	.balign	4096
 pgdir:	.fill	1024, 4, 0
-kpt:	.fill	1024, 4, 0
+pt_kernel: .fill	1024, 4, 0
 test_pt: .fill	1024, 4, 0
 """
 
