@@ -1,10 +1,11 @@
 """`lgdbg explore`: what if a virtual interrupt arrived at each instruction of a window?
 
     lgdbg explore IMAGE --at SYMBOL[+OFF] --window START[-END] --irq N
-                  [--no-noirq] [--budget N] [--json]
+                  [--after ICOUNT] [--no-noirq] [--budget N] [--json]
 
 1. Run the Guest (deterministic icount clock) to its first arrival at --at
-   and snapshot the machine (lgdbg.snapshot: later restores rewrite only the
+   (after --after instructions: a real kernel passes lguest_iret long before
+   its clock runs) and snapshot the machine (lgdbg.snapshot: later restores rewrite only the
    pages that changed).
 2. The reference run: from the snapshot, without any injection, run on.  Its
    first arrival at --at again (or power-off, a kill, the instruction budget)
@@ -58,6 +59,8 @@ def configure(parser):
                              "START's symbol end, else lguest_noirq_end)")
     parser.add_argument("--irq", type=lambda t: int(t, 0), required=True, metavar="N",
                         help="the virtual irq to raise at each boundary")
+    parser.add_argument("--after", type=int, default=0, metavar="ICOUNT",
+                        help="look for --at only after this many instructions")
     parser.add_argument("--no-noirq", action="store_true",
                         help="ignore the Guest's noirq window (show what it prevents)")
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
@@ -86,8 +89,10 @@ def run(args):
     start, end = parse_window(syms, path, args.window, labels)
     machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick,
                       initrd=read_initrd(args.initrd))
-    ex = Explorer(machine, syms, at, start, end, args.irq,
-                  no_noirq=args.no_noirq, budget=args.budget, labels=labels)
+    if args.after < 0:
+        raise UsageError("--after must not be negative")
+    ex = Explorer(machine, syms, at, start, end, args.irq, no_noirq=args.no_noirq,
+                  budget=args.budget, labels=labels, after=args.after)
     report = ex.explore()
     report["image"] = path
     report["at_symbol"] = args.at
@@ -243,7 +248,7 @@ class FirstArrivals:
 # --- the explorer ---------------------------------------------------------------------------
 class Explorer:
     def __init__(self, machine, symbols, at, start, end, irq, no_noirq=False,
-                 budget=DEFAULT_BUDGET, track=True, labels=None):
+                 budget=DEFAULT_BUDGET, track=True, labels=None, after=0):
         from .snapshot import Snapshots
         if not machine.clock.deterministic:
             raise UsageError("the explorer needs the deterministic clock (--clock icount)")
@@ -253,6 +258,7 @@ class Explorer:
         self.irq = irq
         self.no_noirq = no_noirq
         self.budget = budget
+        self.after = after
         self.labels = list(labels) if labels else [self._name(start), self._name(end)]
         self.snaps = Snapshots(machine, track=track)
         self.console = ""
@@ -277,6 +283,11 @@ class Explorer:
     def prepare(self):
         m = self.m
         t0 = time.perf_counter()
+        if self.after > m.icount:
+            stop = m.run(max_insns=self.after - m.icount)
+            if stop.kind != "step":
+                raise LgdbgError("the guest never gets to --after %d: %s after %d instructions"
+                                 % (self.after, _stop_text(stop), m.icount))
         m.cpu.add_breakpoint(self.at)
         limit = m.icount + self.budget
         while True:

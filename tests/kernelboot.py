@@ -45,6 +45,7 @@ PROGRAMS = {
     "hello": ["hello.c"],           # boot to /init, power off
     "selftest": ["selftest.c", "fpu.S"],   # every check, one line each
     "child": ["child.c"],           # exec'd by selftest as /bin/child
+    "bptest": ["bptest.c"],         # one page at two addresses, for breakpoint tests
 }
 
 # The selftest's checks, in its order: each prints "ok: NAME: ..." or "FAIL: NAME: ...".

@@ -35,6 +35,7 @@ typedef int ssize_t;
 #define SYS_close           6
 #define SYS_execve         11
 #define SYS_mknod          14
+#define SYS_lseek          19
 #define SYS_getpid         20
 #define SYS_alarm          27
 #define SYS_dup            41
@@ -76,6 +77,7 @@ long raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 #define PROT_NONE  0
 #define PROT_READ  1
 #define PROT_WRITE 2
+#define PROT_EXEC  4
 #define MAP_SHARED    0x01
 #define MAP_PRIVATE   0x02
 #define MAP_ANONYMOUS 0x20
