@@ -160,7 +160,7 @@ class DirtyTracker:
         self.active = True
         self._regions = [(b, e, perms) for b, e, perms in self.uc.mem_regions()
                          if not (self.vbase <= b < self.vend)]
-        self._hook = self.uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
+        self._hook = self.m.cpu.hook_add(UC_HOOK_TLB_FILL, self._fill)
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         self.m.mem.write_observers.append(self._host_wrote)
         self.flush_tlb()
@@ -171,7 +171,7 @@ class DirtyTracker:
         from unicorn import UC_TLB_CPU
         self.active = False
         self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        self.uc.hook_del(self._hook)
+        self.m.cpu.hook_del(self._hook)
         self._hook = None
         self.flush_tlb()
         if self._host_wrote in self.m.mem.write_observers:

@@ -353,18 +353,44 @@ class Cpu:
         """Thread-safe request to stop the running Guest."""
         self.uc.emu_stop()
 
+    # --- hooks added and removed while the Guest lives ----------------------------
+    def hook_add(self, types, callback, arg=None, begin=1, end=0):
+        """Add a hook after start-up: every breakpoint, watchpoint and tracker
+        hook comes through here or hook_del(), and so through _hooks_changed()."""
+        handle = self.uc.hook_add(types, callback, arg, begin, end)
+        self._hooks_changed()
+        return handle
+
+    def hook_del(self, handle):
+        self.uc.hook_del(handle)
+        self._hooks_changed()
+
+    def _hooks_changed(self):
+        """Drop ALL translated code after a hook was added or removed.
+
+        unicorn looks for code and memory hooks when it TRANSLATES a block:
+        a block translated before a read watchpoint existed reads the
+        variable for ever without calling it (issue 14), and one translated
+        while a hook existed keeps calling into it.  Why everything and not
+        the hook's range: a memory hook's range says nothing about which code
+        touches it, and ctl_remove_cache() takes virtual addresses, which with
+        paging unicorn translates through the Guest's page tables and may
+        fault on outside emu_start.  ctl_flush_tb() touches no address; its
+        cost (~10 us, plus retranslating the hot code once) is paid only
+        when a debugger changes its stops.
+        """
+        self.uc.ctl_flush_tb()
+
     # --- breakpoints and watchpoints ------------------------------------------
     def add_breakpoint(self, addr):
         if addr not in self._breakpoints:
-            self._breakpoints[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_breakpoint,
-                                                       begin=addr, end=addr)
-            # Code already translated without the hook would never call it.
-            self.invalidate(addr, 1)
+            self._breakpoints[addr] = self.hook_add(UC_HOOK_CODE, self._on_breakpoint,
+                                                    begin=addr, end=addr)
 
     def remove_breakpoint(self, addr):
         h = self._breakpoints.pop(addr, None)
         if h is not None:
-            self.uc.hook_del(h)
+            self.hook_del(h)
 
     def breakpoints(self):
         return sorted(self._breakpoints)
@@ -372,13 +398,13 @@ class Cpu:
     def add_watch(self, addr, length, kind):
         types = {"watch": UC_HOOK_MEM_WRITE, "rwatch": UC_HOOK_MEM_READ,
                  "awatch": UC_HOOK_MEM_WRITE | UC_HOOK_MEM_READ}[kind]
-        h = self.uc.hook_add(types, self._on_watch, kind, begin=addr, end=addr + length - 1)
+        h = self.hook_add(types, self._on_watch, kind, begin=addr, end=addr + length - 1)
         self._watch_hooks.append((addr, length, kind, h))
 
     def remove_watch(self, addr, length, kind):
         for w in list(self._watch_hooks):
             if w[:3] == (addr, length, kind):
-                self.uc.hook_del(w[3])
+                self.hook_del(w[3])
                 self._watch_hooks.remove(w)
                 return True
         return False
