@@ -193,7 +193,7 @@ class Machine:
             budget = self._budget(limit)
             self._watchdog.arm()
             try:
-                ex, retired = self.cpu.run(budget, skip_bp=skip)
+                ex, retired = self.cpu.run_counted(budget, skip_bp=skip)
             finally:
                 self._watchdog.disarm()
             self.clock.icount += retired
