@@ -37,7 +37,9 @@ class Session:
         self.monitor = Monitor(machine, debugger)
         self.no_ack = False
         self.client_features = set()
-        self.death_reported = False
+        self.death_reported = False       # the killed stop (T) was sent
+        self.exited = False               # W or X was sent: the program is over
+        self.asked_for_process = False    # qProcessInfo: lldb's way of attaching
         self.end = None                   # 'detach' or 'kill' once the client asked
         self.breakpoints = {}             # addr -> set of Z types (0, 1)
         self.watches = set()              # (addr, length, kind)
@@ -90,10 +92,10 @@ class Session:
         elif kind == "max-insns":
             notes.append("lgdbg: instruction limit reached\n")
         elif kind == "poweroff":
-            return self._out(["lgdbg: guest powered off\n"]) + [b"W00"]
+            return self._out(["lgdbg: guest powered off\n"]) + [self._exit_packet(True)]
         elif kind == "killed":
             if self.death_reported:
-                return [b"X%02x" % SIGKILL]
+                return [self._exit_packet(False)]
             self.death_reported = True
             notes.append("lgdbg: guest killed: %s\n" % stop.reason)
             signal = SIGSEGV if self.machine.host.killed_by_trap else SIGABRT
@@ -116,12 +118,29 @@ class Session:
         return addr
 
     def status_reply(self):
-        """`?`: why the machine is stopped now (it is always stopped here)."""
-        m = self.machine
-        if m.dead and m.dead != "CRASH: Power down":
+        """`?`: why the machine is stopped now (it is always stopped here).
+
+        A Guest that powered off or was killed is a program that exited, for
+        a client attaching afterwards too: W00 or X09, never a live-looking
+        T stop (gdb's `target remote` then says the target is not running).
+        """
+        if self.machine.dead:
             self.death_reported = True
-            return self._t_packet(SIGSEGV if m.host.killed_by_trap else SIGABRT)
+            exited = self._exit_packet()
+            if self.asked_for_process:
+                # lldb (14) asked qProcessInfo first; given W or X here it
+                # waits for ever for the exited process to stop.  An error
+                # makes it give up the connection with a message instead.
+                return b"E01"
+            return exited
         return self._t_packet(SIGTRAP)
+
+    def _exit_packet(self, powered_off=None):
+        """W00 after a power-off, X with SIGKILL after kill_guest."""
+        self.exited = True
+        if powered_off is None:
+            powered_off = self.machine.powered_off
+        return b"W00" if powered_off else b"X%02x" % SIGKILL
 
     @staticmethod
     def _out(lines):
@@ -133,8 +152,13 @@ class Session:
     # --- running --------------------------------------------------------------------
     def resume_reply(self, resume):
         """What a resume ends with before running at all (None: run it)."""
-        if self.machine.dead and self.death_reported:
-            return self.stop_packets(self.machine.run())
+        m = self.machine
+        if m.dead and self.exited:
+            how = "powered off" if m.powered_off else "was killed (%s)" % m.dead
+            return self._out(["lgdbg: the guest %s: it cannot run again; start a new "
+                              "`lgdbg serve` for a new one\n" % how]) + [self._exit_packet()]
+        if m.dead and self.death_reported:
+            return self.stop_packets(m.run())
         return None
 
     def execute(self, resume):
@@ -435,8 +459,15 @@ def h_host_info(s, rest):
 
 
 def h_process_info(s, rest):
+    s.asked_for_process = True
+    if s.machine.dead:
+        return b"E01"            # no process (and no thread: h_current_thread)
     return ("pid:1;triple:%s;ptrsize:4;endian:little;ostype:unknown;vendor:unknown;"
             % b"i386-unknown-unknown".hex()).encode()
+
+
+def h_current_thread(s, rest):
+    return b"" if rest or s.machine.dead else b"QC01"
 
 
 def _const(reply):
@@ -456,7 +487,7 @@ _PREFIXED = [
     (b"qXfer:features:read:", h_xfer_features),
     (b"qRcmd,", h_rcmd),
     (b"qAttached", _const(b"1")),
-    (b"qC", lambda s, rest: b"" if rest else b"QC01"),
+    (b"qC", h_current_thread),
     (b"qfThreadInfo", _const(b"m01")),
     (b"qsThreadInfo", _const(b"l")),
     (b"qSymbol", _const(b"OK")),

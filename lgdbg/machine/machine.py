@@ -361,8 +361,13 @@ class Machine:
             self.cpu.set_reg("eip", ex.eip)
             self.host.handle_trap(13, 0, ex.eip)
 
+    @property
+    def powered_off(self):
+        """Dead by the Guest's own power-off, not killed."""
+        return self.host.dead == "CRASH: Power down"
+
     def _death(self):
-        if self.host.dead == "CRASH: Power down":
+        if self.powered_off:
             return Stop("poweroff", reason=self.host.dead)
         return Stop("killed", reason=self.host.dead)
 
