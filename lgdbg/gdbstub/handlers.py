@@ -447,9 +447,22 @@ def h_rcmd(s, rest):
             # Scripts read `json` output with gdb.execute(to_string=True), which
             # loses the text of a failing command: the error is data for them.
             return s._out([json.dumps({"error": str(e)}) + "\n"]) + [b"OK"]
-        # The message, then an error gdb turns into a failing command (MI ^error).
-        return s._out(["lgdbg: %s\n" % e]) + [b"E01"]
+        return s._out([_refusal(e)]) + [b"E01"]
     return s._out([text]) + [b"OK"]
+
+
+def _refusal(error):
+    """The one line a failing monitor command prints, completed by gdb.
+
+    The only failure gdb 13 accepts for qRcmd is `E NN`, which it always
+    reports as "Protocol error with Rcmd", whatever the stub said before
+    (remote.c: no text, no other error form).  It must fail (MI ^error,
+    gdb.error for gdb.execute callers), so the message is sent without a
+    newline and ends in words that make gdb's line its end: one line,
+    "lgdbg: MESSAGE; gdb reports the refusal as: Protocol error with Rcmd",
+    not a second line that reads like a broken connection.
+    """
+    return "lgdbg: %s; gdb reports the refusal as: " % error
 
 
 def h_host_info(s, rest):
