@@ -6,6 +6,7 @@
     irq        lguest-irq, lguest-step-irq      (the Host, through lgdbg's stub)
     host       lguest-hcalls, lguest-idt, lguest-host, lguest-status
     catch      lguest-catch
+    loading    lguest-load-addresses (pre-hook of load and compare-sections)
     functions  $lguest_irq_enabled(), $lguest_in_noirq(), $lguest_pending()
 """
 
@@ -18,8 +19,8 @@ def register_all():
     global _registered
     if _registered:
         return
-    from . import catch, data, functions, host, irq, journey, overview, patches
-    for module in (data, irq, host, catch, patches, journey):
+    from . import catch, data, functions, host, irq, journey, loading, overview, patches
+    for module in (data, irq, host, catch, patches, journey, loading):
         module.register()
     functions.register()
     overview.register()          # last: its help lists all the others

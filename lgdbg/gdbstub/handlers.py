@@ -7,6 +7,7 @@ stop_packets() for the reply.  Handlers only translate: run control belongs
 to lgdbg.debugger.Debugger, Host data to lgdbg.inspect (through monitor.py).
 """
 
+import binascii
 import json
 
 from unicorn import UcError
@@ -288,6 +289,46 @@ def h_write_mem_binary(s, rest):
     return _write_mem(s, addr, data)
 
 
+# gdb's CRC-32 (libiberty's xcrc32: polynomial 0x04C11DB7, most significant
+# bit first, no final xor) is zlib's reflected CRC-32 in a mirror: on
+# bit-reversed bytes with a bit-reversed register.  binascii does the work.
+_REVERSED_BITS = bytes(int("{:08b}".format(b)[::-1], 2) for b in range(256))
+CRC_CHUNK = 1 << 20
+MAX_CRC_LENGTH = 1 << 30
+
+
+def _reverse32(value):
+    return int("{:032b}".format(value)[::-1], 2)
+
+
+def gdb_crc32(chunks, crc=0xFFFFFFFF):
+    """xcrc32 over an iterable of byte strings."""
+    mirrored = _reverse32(crc)
+    for chunk in chunks:
+        mirrored = ~binascii.crc32(chunk.translate(_REVERSED_BITS), ~mirrored) & 0xFFFFFFFF
+    return _reverse32(mirrored)
+
+
+def h_crc(s, rest):
+    """qCRC:ADDR,LENGTH over Guest virtual addresses, as every other memory packet.
+
+    gdb's compare-sections asks it at the sections' load (physical)
+    addresses, which lgdbg does not serve (README: "Addresses"): those get
+    E0e, and gdb says "target memory fault" instead of a false MIS-MATCHED.
+    """
+    addr, length = _addr_len(rest)
+    if length > MAX_CRC_LENGTH or addr + length > 1 << 32:
+        return E_INVAL
+    crc = 0xFFFFFFFF
+    for start in range(addr, addr + length, CRC_CHUNK):
+        want = min(CRC_CHUNK, addr + length - start)
+        chunk = read_memory(s.machine, start, want)
+        if len(chunk) != want:
+            return E_FAULT
+        crc = gdb_crc32([chunk], crc)
+    return b"C%08x" % crc
+
+
 def h_continue(s, rest):
     # c [ADDR] / C sig[;ADDR]: a resume address is honoured, a signal is not
     # (there is no way to inject a host signal into an lguest Guest).
@@ -499,6 +540,7 @@ _PREFIXED = [
     (b"qSupported", h_supported),
     (b"qXfer:features:read:", h_xfer_features),
     (b"qRcmd,", h_rcmd),
+    (b"qCRC:", h_crc),
     (b"qAttached", _const(b"1")),
     (b"qC", h_current_thread),
     (b"qfThreadInfo", _const(b"m01")),
