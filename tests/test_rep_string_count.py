@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from guestbuild import build_guest
+from lgdbg.debugger import Debugger
 from lgdbg.machine.machine import Machine
 from lgdbg.symbols import Symbols
 from test_rep_string_qemu import BLOCK, DATA
@@ -65,3 +66,22 @@ def test_runs_with_a_limit_stop_where_steps_stop(elf):
         assert icount in (limit, limit + 1), limit
         assert icount in by_count, limit
         assert regs == by_count[icount], limit
+
+
+def test_reverse_stepi_lands_on_the_stops_stepping_makes(elf):
+    # Going back replays from a checkpoint to "one instruction earlier"; the
+    # count of a rep instruction's final pass is no stop, so the replay must
+    # land on the stop before it, not run past it and stay where it was.
+    by_count = {icount: regs for icount, regs in stepped(elf)}
+    m = Machine(elf)
+    dbg = Debugger(m, history=True)
+    m.cpu.add_breakpoint(block_end(elf))
+    assert dbg.cont().kind == "breakpoint"
+    seen = []
+    while m.icount > 0:
+        assert dbg.reverse_stepi().kind == "step"
+        icount, regs = state(m)
+        assert icount in by_count and regs == by_count[icount], icount
+        assert not seen or icount < seen[-1], seen[-3:] + [icount]
+        seen.append(icount)
+    assert len(seen) == len(by_count) - 1
