@@ -218,9 +218,9 @@ class FirstArrivals:
         if not run:
             return
         lo, end = run[0][0], run[-1][0] + run[-1][1]
-        self.hooks[(lo, end)] = self.uc.hook_add(UC_HOOK_CODE, self._on_code, None, lo, end - 1)
-        # Code translated before the hook existed would never call it.
-        self.cpu.invalidate(lo, end - lo)
+        # Cpu.hook_add drops translated code: code translated before the
+        # hook existed would never call it.
+        self.hooks[(lo, end)] = self.cpu.hook_add(UC_HOOK_CODE, self._on_code, None, lo, end - 1)
 
     def _on_code(self, uc, addr, size, _):
         if addr in self.remaining:
@@ -232,7 +232,7 @@ class FirstArrivals:
             return
         for (lo, end), h in list(self.hooks.items()):
             if lo <= addr < end:
-                self.uc.hook_del(h)
+                self.cpu.hook_del(h)
                 del self.hooks[(lo, end)]
                 inside = sorted((a, n) for a, n in self.remaining.items() if lo <= a < end)
                 self._add([x for x in inside if x[0] < addr])
@@ -241,7 +241,7 @@ class FirstArrivals:
 
     def close(self):
         for h in self.hooks.values():
-            self.uc.hook_del(h)
+            self.cpu.hook_del(h)
         self.hooks.clear()
 
 

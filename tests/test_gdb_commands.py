@@ -408,7 +408,7 @@ def test_journey_inside_lguest_iret(iret):
     run_to(g, "*0xc0100321")                # lguest_noirq_start, inside lguest_iret
     text = g.cli("lguest-journey").console
     lines = text.splitlines()
-    assert lines[0].startswith("pc 0xc0100321 <lguest_iret+5> is at ./iret.S:282")
+    assert lines[0].startswith("pc 0xc0100321 <lguest_iret+5> is at ./iret.S:294")
     assert lines[1].startswith("G:080 lgdbg/images/iret.S:")
     assert "And here is lguest_iret" in text
     assert "prev: G:070  next: (end of tour)" in text

@@ -82,6 +82,25 @@ _RegVals = ctypes.c_uint32 * len(REGS32)
 _RegPtrs = ctypes.c_void_p * len(REGS32)
 
 
+_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
+# movs, cmps, stos, lods, scas (ins/outs exit to the Host: not here).
+_STRING_OPS = frozenset((0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF))
+
+
+def rep_string_insn(code):
+    """(length, 16-bit address size) of a rep-prefixed string instruction at
+    the start of code, or None."""
+    rep = addr16 = False
+    for i, byte in enumerate(code):
+        if byte in (0xF2, 0xF3):
+            rep = True
+        elif byte == 0x67:
+            addr16 = True             # the count is CX, not ECX
+        elif byte not in _PREFIXES:
+            return (i + 1, addr16) if rep and byte in _STRING_OPS else None
+    return None
+
+
 def flat_descriptor(access):
     """A flat 4 GiB descriptor (G=1, D=1) with the given access byte."""
     return struct.pack("<II", 0x0000FFFF, 0x00CF0000 | (access << 8))
@@ -332,6 +351,7 @@ class Cpu:
             return
         if self.watch_hit is None:
             self.watch_hit = (kind, addr)
+        self._watch_eip = uc.reg_read(X.UC_X86_REG_EIP)     # see _end_rep_string()
         self._stop_after_this_instruction()
 
     def _stop_after_this_instruction(self):
@@ -415,6 +435,60 @@ class Cpu:
                 retired = max(retired - 1, 0)
         return ex, retired
 
+    # --- rep string instructions end as on hardware -------------------------------
+    # unicorn (QEMU 5's translator outside single-step mode) runs `rep movs` and
+    # friends as one pass per iteration, each jumping back to the instruction,
+    # and then ONE MORE pass that finds ECX = 0 and moves on.  count= counts
+    # that pass, and a run can stop just before it: EIP still on the
+    # instruction with ECX = 0, a boundary no CPU has (QEMU's own single-step
+    # moves on with the last iteration).  run_counted() never stops there: a
+    # stop that lands on it finishes the pass (EIP past the instruction; the
+    # pass stays counted, so the count of an ECX-ended rep instruction is its
+    # iterations + 1, as under QEMU's -icount, and every run agrees with every
+    # step).  Knowing that a stop landed there needs the address of the pass
+    # just run: a single step knows it (where it started), a watchpoint hit
+    # records it; so a long run leaves its last instruction to a single step.
+
+    _watch_eip = None
+
+    def run_counted(self, budget, skip_bp=None):
+        """run(budget) on the deterministic clock, never stopping inside a rep
+        string instruction's end.  May retire budget + 1 (that pass)."""
+        if budget <= 1:
+            return self._step_counted(budget, skip_bp)
+        self._watch_eip = None
+        ex, retired = self.run(budget - 1, skip_bp=skip_bp)
+        if ex.kind != "budget":
+            return self._end_rep_string(ex, retired, self._watch_eip)
+        ex, more = self._step_counted(1, None)
+        return ex, retired + more
+
+    def _step_counted(self, budget, skip_bp):
+        start = self.reg("eip")
+        self._watch_eip = None
+        ex, retired = self.run(budget, skip_bp=skip_bp)
+        last = start if ex.kind == "budget" and budget == 1 else self._watch_eip
+        return self._end_rep_string(ex, retired, last)
+
+    def _end_rep_string(self, ex, retired, last_eip):
+        """After a pass at last_eip: finish it if it was a rep instruction's last iteration."""
+        if ex.kind not in ("budget", "watch") or last_eip is None:
+            return ex, retired
+        eip = self.reg("eip")
+        if eip != last_eip:
+            return ex, retired
+        try:
+            insn = rep_string_insn(self.read_virt(eip, 15))
+        except UcError:
+            return ex, retired
+        if insn is None:
+            return ex, retired
+        length, addr16 = insn
+        if self.reg("ecx") & (0xFFFF if addr16 else 0xFFFFFFFF):
+            return ex, retired
+        self.set_reg("eip", eip + length)
+        return ex, retired + 1
+
     _hlt_seen = False
 
     def _halted_by_hlt(self):
@@ -459,18 +533,44 @@ class Cpu:
         """Thread-safe request to stop the running Guest."""
         self.uc.emu_stop()
 
+    # --- hooks added and removed while the Guest lives ----------------------------
+    def hook_add(self, types, callback, arg=None, begin=1, end=0):
+        """Add a hook after start-up: every breakpoint, watchpoint and tracker
+        hook comes through here or hook_del(), and so through _hooks_changed()."""
+        handle = self.uc.hook_add(types, callback, arg, begin, end)
+        self._hooks_changed()
+        return handle
+
+    def hook_del(self, handle):
+        self.uc.hook_del(handle)
+        self._hooks_changed()
+
+    def _hooks_changed(self):
+        """Drop ALL translated code after a hook was added or removed.
+
+        unicorn looks for code and memory hooks when it TRANSLATES a block:
+        a block translated before a read watchpoint existed reads the
+        variable for ever without calling it (issue 14), and one translated
+        while a hook existed keeps calling into it.  Why everything and not
+        the hook's range: a memory hook's range says nothing about which code
+        touches it, and ctl_remove_cache() takes virtual addresses, which with
+        paging unicorn translates through the Guest's page tables and may
+        fault on outside emu_start.  ctl_flush_tb() touches no address; its
+        cost (~10 us, plus retranslating the hot code once) is paid only
+        when a debugger changes its stops.
+        """
+        self.uc.ctl_flush_tb()
+
     # --- breakpoints and watchpoints ------------------------------------------
     def add_breakpoint(self, addr):
         if addr not in self._breakpoints:
-            self._breakpoints[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_breakpoint,
-                                                       begin=addr, end=addr)
-            # Code already translated without the hook would never call it.
-            self.invalidate(addr, 1)
+            self._breakpoints[addr] = self.hook_add(UC_HOOK_CODE, self._on_breakpoint,
+                                                    begin=addr, end=addr)
 
     def remove_breakpoint(self, addr):
         h = self._breakpoints.pop(addr, None)
         if h is not None:
-            self.uc.hook_del(h)
+            self.hook_del(h)
 
     def breakpoints(self):
         return sorted(self._breakpoints)
@@ -495,21 +595,19 @@ class Cpu:
         handles = []
         vaddr = addr
         for phys, n in chunks:
-            handles.append(self.uc.hook_add(types, self._on_watch, (kind, vaddr, phys),
-                                            begin=phys, end=phys + n - 1))
+            handles.append(self.hook_add(types, self._on_watch, (kind, vaddr, phys),
+                                         begin=phys, end=phys + n - 1))
             vaddr += n
         self._watch_hooks.append((addr, length, kind, handles))
-        # unicorn decides whether an access calls memory hooks when it
-        # translates the code and when it fills a TLB entry: code and entries
-        # from before this hook existed would never call it.
-        self.uc.ctl_flush_tb()
+        # unicorn also decides whether an access calls memory hooks when it
+        # fills a TLB entry: entries from before this hook would never call it.
         self.flush_tlb()
 
     def remove_watch(self, addr, length, kind):
         for w in list(self._watch_hooks):
             if w[:3] == (addr, length, kind):
                 for h in w[3]:
-                    self.uc.hook_del(h)
+                    self.hook_del(h)
                 self._watch_hooks.remove(w)
                 return True
         return False

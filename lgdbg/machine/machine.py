@@ -218,7 +218,7 @@ class Machine:
             budget = self._budget(limit)
             self._watchdog.arm()
             try:
-                ex, retired = self.cpu.run(budget, skip_bp=skip)
+                ex, retired = self.cpu.run_counted(budget, skip_bp=skip)
             finally:
                 self._watchdog.disarm()
             self.clock.icount += retired
@@ -430,8 +430,13 @@ class Machine:
             self.cpu.set_reg("eip", ex.eip)
             self.host.handle_trap(13, 0, ex.eip)
 
+    @property
+    def powered_off(self):
+        """Dead by the Guest's own power-off, not killed."""
+        return self.host.dead == "CRASH: Power down"
+
     def _death(self):
-        if self.host.dead == "CRASH: Power down":
+        if self.powered_off:
             return Stop("poweroff", reason=self.host.dead)
         return Stop("killed", reason=self.host.dead)
 
