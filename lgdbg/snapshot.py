@@ -410,5 +410,8 @@ def register_state(machine):
     off = machine.cpu.off
     raw[off.errcode:off.errcode + 12] = bytes(12)
     raw[off.old_exception:off.old_exception + 4] = bytes(4)
+    # Nor are the context's last 8 bytes: a tagged pointer of unicorn's own
+    # into its translated code, which moves when that code is flushed.
+    raw[-8:] = bytes(8)
     size = int.from_bytes(raw[:8], "little")
     return bytes(raw[len(raw) - size:] if 0 < size <= len(raw) else raw)
