@@ -105,8 +105,9 @@ def report(machine, stop):
     elif stop.kind == "max-insns":
         say("lgdbg: stopped at --max-insns %s, eip %#x" % (where, machine.cpu.reg("eip")))
     else:
+        # One line: a reason's own final newline ("Bad hypercall %li\n") is not printed.
         say("lgdbg: guest %s: %s %s" % ("killed" if stop.kind == "killed" else "stopped",
-                                        stop.reason, where))
+                                        stop.reason.rstrip("\n"), where))
         say(format_registers(machine.cpu.regs()))
 
 

@@ -72,7 +72,7 @@ def flat_descriptor(access):
 class Exit:
     """Why the CPU came back to the Host."""
     __slots__ = ("kind", "intno", "addr", "write", "fetch", "prot", "port", "size",
-                 "is_out", "eip", "watch", "soft")
+                 "is_out", "eip", "watch", "soft", "undo")
 
     def __init__(self, kind, **kw):
         self.kind = kind          # 'intr', 'mem', 'io', 'breakpoint', 'watch', 'stop', 'budget'
@@ -214,7 +214,8 @@ class Cpu:
 
     def _on_in(self, uc, port, size, _):
         eip = uc.reg_read(X.UC_X86_REG_EIP)
-        self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip)
+        self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip,
+                         undo=self._string_registers(uc))
         self._stop_after_this_instruction()
         # Give back what the register already holds: the Host applies the
         # 2.6.23 rule to EAX afterwards (Host.emulate_insn).
@@ -222,8 +223,16 @@ class Cpu:
 
     def _on_out(self, uc, port, size, value, _):
         self.exit = Exit("io", port=port, size=size, is_out=True,
-                         eip=uc.reg_read(X.UC_X86_REG_EIP))
+                         eip=uc.reg_read(X.UC_X86_REG_EIP), undo=self._string_registers(uc))
         self._stop_after_this_instruction()
+
+    @staticmethod
+    def _string_registers(uc):
+        # What an ins/outs changes besides EIP, read before it does: the CPU
+        # would have refused the instruction (#GP) before any of it
+        # (Machine._io puts these back).
+        return {"esi": uc.reg_read(X.UC_X86_REG_ESI), "edi": uc.reg_read(X.UC_X86_REG_EDI),
+                "ecx": uc.reg_read(X.UC_X86_REG_ECX)}
 
     stops_ignored = False      # a silent replay runs through breakpoints and watchpoints
 
