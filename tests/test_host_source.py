@@ -367,7 +367,24 @@ def test_access_ending_below_the_top_is_fine(tmp_path):
     assert m.run().reason == "CRASH: "
 
 
-# --- item 9: SET_STACK's u8 -------------------------------------------------------------
+# --- item 8 and 9: the Launcher's command line, SET_STACK's u8 ----------------------------
+
+@pytest.mark.parametrize("cmdline, expected", [
+    ("console=hvc0 quiet", b"console=hvc0 quiet \0"),
+    ("", b"\0"),
+    (["init=/bin/sh -x", "ro"], b"init=/bin/sh -x ro \0"),
+])
+def test_command_line_as_concat_builds_it(tmp_path, cmdline, expected):
+    m, _ = boot(tmp_path, INIT + "\tPOWER_OFF\n", cmdline=cmdline)
+    assert m.read_memory(0xC0000000 + 0x1000, len(expected)) == expected
+
+
+def test_command_line_into_the_kernel_is_refused(tmp_path):
+    # concat copies however much it is given; we refuse to overwrite the kernel.
+    from lgdbg.errors import UsageError
+    with pytest.raises(UsageError, match="would overwrite the kernel at physical 0x100000"):
+        boot(tmp_path, INIT, cmdline="x" * 0x100000)
+
 
 def test_set_stack_keeps_the_segment_in_a_u8(tmp_path):
     # lg->ss1 is a u8: SET_STACK(0x169) passes the RPL check and is kept as
