@@ -416,3 +416,14 @@ def test_load_gdt_fixes_up_entries_it_did_not_read(tmp_path):
     hi = [struct.unpack("<II", m.cpu.gdt[i])[1] for i in range(32)]
     assert hi[20] == 0x2100 and hi[1] == 0x2100           # DPL 1 and accessed
     assert hi[10] == 0x00cf9b00 and hi[11] == 0x00cf9300   # the Host's, untouched
+
+
+# --- found reading segments.c: GDT entry 31 is empty in the Guest's GDT -------------------
+
+def test_entry_31_is_no_door_to_ring_0(tmp_path):
+    # setup_default_gdt_entries fills 10, 11 and 16 only: a far call through
+    # selector 0xfb (entry 31) is a #GP on the selector.
+    body = INIT + GP_GATE + "\t.globl the_call\nthe_call:\n\tlcall $0xfb, $0\n"
+    m, _ = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)
+    assert m.run().kind == "poweroff"
+    assert words(m, "gp_err", "gp_eip", "gp_cs") == [0xf8, addr(m, "the_call"), 0x61]

@@ -157,13 +157,19 @@ class Cpu:
             b"\xbc" + struct.pack("<I", RING0_FRAME) + b"\xcf"
 
     def _host_descriptors(self):
-        # The TSS (type 9, available 32-bit) and the call gate (type 0xC, DPL 3).
+        # The TSS (type 9, available 32-bit).  Entry 31 stays empty, as in the
+        # real Guest GDT (setup_default_gdt_entries, segments.c): our call
+        # gate is there only while enter_guest uses it (_call_gate).
         self.gdt[abi.GDT_ENTRY_TSS] = struct.pack(
             "<II", (TSS_ADDR & 0xFFFF) << 16 | 0x67,
             (TSS_ADDR & 0xFF000000) | ((TSS_ADDR >> 16) & 0xFF) | 0x8900)
-        self.gdt[CALL_GATE] = struct.pack(
-            "<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
-            (RING0_STUB & 0xFFFF0000) | 0xEC00)
+
+    def _call_gate(self, present):
+        """Put the DPL-3 call gate (type 0xC) to RING0_STUB in entry 31, or
+        take it away: left there, any Guest `lcall $0xfb` would reach ring 0."""
+        gate = struct.pack("<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
+                           (RING0_STUB & 0xFFFF0000) | 0xEC00) if present else self.gdt[CALL_GATE]
+        self.switcher[CALL_GATE * 8:CALL_GATE * 8 + 8] = gate
 
     def flush_gdt(self):
         blob = b"".join(self.gdt)
@@ -193,7 +199,11 @@ class Cpu:
         # From user mode: lcall (to ring 0), mov esp, iret (to the Guest's ring).
         self.uc.mem_write(RING0_FRAME, frame)
         saved_exit = self.exit
-        self.uc.emu_start(LCALL_STUB, 0, count=3)
+        self._call_gate(True)
+        try:
+            self.uc.emu_start(LCALL_STUB, 0, count=3)
+        finally:
+            self._call_gate(False)
         self.exit = saved_exit
         if self.reg("eip") != eip or self.cpl != cs & 3:
             raise RuntimeError("ring change to %#x:%#x failed (at %#x, CPL %d)"
