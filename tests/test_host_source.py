@@ -427,3 +427,12 @@ def test_entry_31_is_no_door_to_ring_0(tmp_path):
     m, _ = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)
     assert m.run().kind == "poweroff"
     assert words(m, "gp_err", "gp_eip", "gp_cs") == [0xf8, addr(m, "the_call"), 0x61]
+
+
+def test_a_fault_after_int_bytes_is_still_a_fault(tmp_path):
+    # `mov $0x0dcd, %ax` ends in CD 0D, the bytes of `int $0xd`: the cli
+    # after it is a #GP(0) all the same, not a software int 13 (#GP(0x6a)).
+    body = INIT + GP_GATE + "\tmovw $0x0dcd, %ax\n\t.globl the_cli\nthe_cli:\n\tcli\n"
+    m, events = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)
+    assert m.run().kind == "poweroff"
+    assert words(m, "gp_err", "gp_eip") == [0, addr(m, "the_cli")]

@@ -227,8 +227,9 @@ class Cpu:
         self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip,
                          undo=self._string_registers(uc))
         self._stop_after_this_instruction()
-        # Give back what the register already holds: the Host applies the
-        # 2.6.23 rule to EAX afterwards (Host.emulate_insn).
+        # Give back what the register already holds, so EAX is unchanged:
+        # Machine._io rolls the instruction back into the #GP(0) the CPU
+        # would have raised, and Host.emulate_insn applies the 2.6.23 rule.
         return uc.reg_read(X.UC_X86_REG_EAX) & ((1 << (8 * size)) - 1)
 
     def _on_out(self, uc, port, size, value, _):
@@ -298,7 +299,7 @@ class Cpu:
             if e.errno == UC_ERR_INSN_INVALID and self.exit is None:
                 # ud2 or an undefined opcode: unicorn stops on it with EIP at
                 # the instruction, where the CPU would raise #UD (vector 6).
-                self.exit = Exit("intr", intno=6, eip=self.reg("eip"))
+                self.exit = Exit("intr", intno=6, eip=self.reg("eip"), soft=False)
             elif self.exit is None or self.exit.kind != "mem":
                 raise
         ex = self.exit
@@ -314,15 +315,14 @@ class Cpu:
                           size=1, eip=self._until)
             elif self._halted_by_hlt():
                 # unicorn just stops at a ring-1 hlt; the CPU would #GP.
-                ex = Exit("intr", intno=13, eip=self.reg("eip") - 1)
+                ex = Exit("intr", intno=13, eip=self.reg("eip") - 1, soft=False)
                 self.set_reg("eip", ex.eip)
             else:
                 ex = Exit("stop")
         elif self.watch_hit is not None and ex.kind == "io":
             ex.watch = self.watch_hit
-        ex.soft = False
-        if ex.kind == "intr":
-            ex.soft = self._is_soft_int(ex.eip, ex.intno)
+        if ex.soft is None:
+            ex.soft = ex.kind == "intr" and self._raised_by_int()
         if ex.kind in ("intr", "mem"):
             self.clear_exception_state()
         retired = 0
@@ -347,15 +347,15 @@ class Cpu:
             self._hlt_seen = False
         return self._hlt_seen
 
-    def _is_soft_int(self, eip_after, intno):
-        """Did `int n`/`int3`/`into` raise this (EIP already past it)?"""
-        try:
-            tail = bytes(self.uc.mem_read(eip_after - 2, 2))
-        except UcError:
-            return False
-        if tail == bytes((0xCD, intno)):
-            return True
-        return (intno == 3 and tail[1] == 0xCC) or (intno == 4 and tail[1] == 0xCE)
+    def _raised_by_int(self):
+        """Did `int n`, int3 or into raise the interrupt just caught?
+
+        The CPU's own flag (QEMU's exception_is_int), not the bytes before
+        EIP: those can be the tail of another instruction, and a software
+        interrupt meets the gate's DPL check where a fault does not.
+        """
+        ctx = bytes(self.uc.context_save())
+        return struct.unpack_from("<i", ctx, self.off.is_int)[0] == 1
 
     def clear_exception_state(self):
         """Forget the fault just caught (unicorn issue #1883 workaround)."""

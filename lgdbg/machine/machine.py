@@ -278,10 +278,10 @@ class Machine:
     def _soft_int_length(self, eip_after, vector):
         # `int $n` is CD n; int3 (CC) and into (CE) are one byte.
         try:
-            tail = self.cpu.read_virt(eip_after - 2, 2)
+            last = self.cpu.read_virt(eip_after - 1, 1)[0]
         except UcError:
-            return 1
-        return 2 if tail == bytes((0xCD, vector)) else 1
+            return 2
+        return 1 if (vector, last) in ((3, 0xCC), (4, 0xCE)) else 2
 
     def _return_to_guest(self):
         """switch_to_guest (switcher.S) reloads every segment register.
