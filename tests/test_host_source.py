@@ -436,3 +436,13 @@ def test_a_fault_after_int_bytes_is_still_a_fault(tmp_path):
     m, events = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)
     assert m.run().kind == "poweroff"
     assert words(m, "gp_err", "gp_eip") == [0, addr(m, "the_cli")]
+
+
+def test_guest_writing_the_host_tss_cannot_break_the_ring_change(tmp_path):
+    # The TSS page (lgdbg's, at 0xffc10000) is writable by the Guest; a ring-0
+    # stack pointer it scribbled there made the next ring change a traceback.
+    text = "sys_handler:\n\tPOWER_OFF\nuser_code:\n\tint $0x80\n"
+    body = INIT + "\tSET_GATE 0x80, sys_handler, 0xef00\n\tmovl $0x1234, 0xffc10004\n" \
+        + to_user_mode()
+    m, _ = boot(tmp_path, body, text=text, data=USER_GDT)
+    assert m.run().kind == "poweroff"

@@ -197,6 +197,10 @@ class Cpu:
             self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
             return
         # From user mode: lcall (to ring 0), mov esp, iret (to the Guest's ring).
+        # The TSS's ring-0 stack is written again each time: the page is the
+        # Guest's to write (the real one is read-only to it), and a stack it
+        # moved would make the lcall fault outside any Guest exit.
+        self.uc.mem_write(TSS_ADDR + 4, struct.pack("<II", RING0_STACK_TOP, HOST_DS))
         self.uc.mem_write(RING0_FRAME, frame)
         saved_exit = self.exit
         self._call_gate(True)
