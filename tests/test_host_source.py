@@ -446,3 +446,13 @@ def test_guest_writing_the_host_tss_cannot_break_the_ring_change(tmp_path):
         + to_user_mode()
     m, _ = boot(tmp_path, body, text=text, data=USER_GDT)
     assert m.run().kind == "poweroff"
+
+
+def test_idt_listing_says_who_enters_each_gate(tmp_path):
+    from lgdbg import inspect
+    body = INIT + GP_GATE + "\tSET_GATE 6, never, TRAP_GATE\n\tSET_GATE 0x80, never, 0xee00\n" \
+        "\tPOWER_OFF\nnever:\n\tPOWER_OFF\n"
+    m, _ = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)
+    m.run()
+    rows = {r["vector"]: r["direct"] for r in inspect.idt(m)}
+    assert rows == {6: True, 13: False, 0x80: False}     # 13 never; 0x80 is an interrupt gate
