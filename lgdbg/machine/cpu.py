@@ -325,10 +325,11 @@ class Cpu:
                 ex = Exit("stop")
         elif self.watch_hit is not None and ex.kind == "io":
             ex.watch = self.watch_hit
-        if ex.soft is None:
-            ex.soft = ex.kind == "intr" and self._raised_by_int()
+        raised_by_int = False
         if ex.kind in ("intr", "mem"):
-            self.clear_exception_state()
+            raised_by_int = self.clear_exception_state()
+        if ex.soft is None:
+            ex.soft = ex.kind == "intr" and raised_by_int
         retired = 0
         if counting or count_for_watch:
             # The count hook runs before each instruction: at any exit the
@@ -351,22 +352,21 @@ class Cpu:
             self._hlt_seen = False
         return self._hlt_seen
 
-    def _raised_by_int(self):
-        """Did `int n`, int3 or into raise the interrupt just caught?
-
-        The CPU's own flag (QEMU's exception_is_int), not the bytes before
-        EIP: those can be the tail of another instruction, and a software
-        interrupt meets the gate's DPL check where a fault does not.
-        """
-        ctx = bytes(self.uc.context_save())
-        return struct.unpack_from("<i", ctx, self.off.is_int)[0] == 1
-
     def clear_exception_state(self):
-        """Forget the fault just caught (unicorn issue #1883 workaround)."""
+        """Forget the fault just caught (unicorn issue #1883 workaround).
+
+        Returns whether `int n`, int3 or into raised it: the CPU's own flag
+        (QEMU's exception_is_int), read from the same saved context.  The
+        bytes before EIP would not do: they can be the tail of another
+        instruction, and a software interrupt meets the gate's DPL check
+        where a fault does not.
+        """
         ctx = self.uc.context_save()
-        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value + self.off.old_exception
-        ctypes.c_int32.from_address(addr).value = -1
+        base = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        raised_by_int = ctypes.c_int32.from_address(base + self.off.is_int).value == 1
+        ctypes.c_int32.from_address(base + self.off.old_exception).value = -1
         self.uc.context_restore(ctx)
+        return raised_by_int
 
     def last_error_code(self):
         ctx = bytes(self.uc.context_save())

@@ -8,7 +8,13 @@ decision order of shared/docs/lguest-abi.md (section numbers in the comments).
     do_hcall                §3.2   one function per hypercall below it
     maybe_do_interrupt      §7.2   the exact decision sequence
     set_guest_interrupt     §7.3   building the frame
+    direct_trap / gate_dpl / deliver_direct     the IDT the Host gives the CPU
+                                   (copy_traps): what never reaches the Host
     handle_trap / deliver_trap / emulate_insn   §7.4
+
+Where shared/docs/lguest-abi.md and the real 2.6.23 source (in
+shared/kernel/src/drivers/lguest/) differ, the source wins; the routine a
+rule comes from is named where it lives.
 
 The Host never runs Guest code; the Machine's run loop (machine.py) calls
 these routines at every Host entry, the way run_guest() does.
