@@ -72,10 +72,8 @@ gdt:	.fill 12, 8, 0
 	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
 	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
 """
-# ... and its user segments, with stacks for both rings.
-USER_GDT = KERNEL_GDT + """
-	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
-	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+# A kernel stack for SET_STACK and a user stack, one page each.
+TWO_STACKS = """
 	.bss
 	.balign 16
 	.space 4096
@@ -83,6 +81,11 @@ kstack_top:
 	.space 4096
 ustack_top:
 """
+# ... and its user segments, with stacks for both rings.
+USER_GDT = KERNEL_GDT + """
+	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
+	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+""" + TWO_STACKS
 
 
 def to_user_mode(stack_segment="$KERNEL_DS"):

@@ -12,7 +12,8 @@ import pytest
 
 from lgdbg import abi
 from lgdbg.symbols import Symbols
-from guestbuild import INIT, KERNEL_GDT, USER_GDT, boot, kinds, to_user_mode
+from guestbuild import (INIT, KERNEL_GDT, TWO_STACKS, USER_GDT, boot, build_guest, kinds,
+                        to_user_mode)
 
 MEM_TOP = (32 << 20) + 4096          # pfn_limit * 4096 with the default 32 MiB
 
@@ -456,3 +457,86 @@ def test_idt_listing_says_who_enters_each_gate(tmp_path):
     m.run()
     rows = {r["vector"]: r["direct"] for r in inspect.idt(m)}
     assert rows == {6: True, 13: False, 0x80: False}     # 13 never; 0x80 is an interrupt gate
+
+
+def test_user_code_segment_with_a_base_still_traps_into_the_kernel(tmp_path):
+    # A ring-3 code segment based at 0x1000: the Host's way back to ring 1
+    # ran its lcall stub on the Guest's CS and died with a UcError.
+    text = """
+sys_handler:
+	popl	sys_eip
+	popl	sys_cs
+	POWER_OFF
+user_code:
+	int	$0x80
+"""
+    body = INIT + "\tSET_GATE 0x80, sys_handler, 0xef00\n" + \
+        to_user_mode().replace("pushl\t$user_code", "pushl\t$user_code - 0x1000")
+    data = USER_GDT.replace("0x0000ffff, 0x00cffa00", "0x1000ffff, 0x00cffa00") + \
+        "\t.data\nsys_cs: .long 0\nsys_eip: .long 0\n"
+    m, _ = boot(tmp_path, body, text=text, data=data)
+    assert m.run().kind == "poweroff"
+    assert words(m, "sys_cs", "sys_eip") == [0x73, addr(m, "user_code") - 0x1000 + 2]
+
+
+# --- no GDT a Guest can load ends lgdbg with a traceback -------------------------------------
+
+FUZZ_BODY = INIT + """
+	SET_GATE 13, fz_stop, TRAP_GATE
+	SET_GATE 14, fz_stop, TRAP_GATE
+	SET_GATE 0x21, fz_irq, INTERRUPT_GATE
+	SET_GATE 0x80, fz_sys, 0xef00
+	movl	$0x200, lguest_data
+	movl	fz_ss1, %edx
+	hcall	LHCALL_SET_STACK, %edx, $kstack_top, $1
+""" + to_user_mode().replace("hcall\tLHCALL_SET_STACK, $KERNEL_DS, $kstack_top, $1", "") + """
+fz_stop:
+	POWER_OFF
+fz_irq:
+	jmp	lguest_iret
+fz_sys:
+	hcall	LHCALL_LOAD_GDT, $__PA(gdt2), $32
+	jmp	lguest_iret
+user_code:
+	int	$0x80
+1:	jmp	1b
+"""
+FUZZ_DATA = """
+	.data
+	.balign 8
+gdt:	.fill 32, 8, 0
+gdt2:	.fill 32, 8, 0
+fz_ss1:	.long 0x69
+""" + TWO_STACKS
+
+
+@pytest.mark.parametrize("seed", [3, 8])      # both crashed lgdbg before the flat CS
+def test_random_gdts_and_stack_segments_never_crash_lgdbg(tmp_path, seed):
+    # Two GDTs per run (one loaded in ring 1, one from a system call made in
+    # ring 3), mostly-sane kernel and user segments with random ones around
+    # them, a random SET_STACK segment and an irq: every run must end as the
+    # Host would end it (a kill, power-off, the instruction limit), never in
+    # a Python exception from a segment reload or a ring change.
+    import random
+    from lgdbg.machine import Machine
+    rng = random.Random(seed)
+    elf = build_guest(tmp_path, FUZZ_BODY, data=FUZZ_DATA, name="fuzz")
+    sym = Symbols(elf)
+    sane = {12: (0xFFFF, 0x00CF9A00), 13: (0xFFFF, 0x00CF9200),
+            14: (0xFFFF, 0x00CFFA00), 15: (0xFFFF, 0x00CFF200)}
+    ends = set()
+    for _ in range(150):
+        m = Machine(elf, max_insns=200_000, irqs=[(1, rng.randrange(50, 400))])
+        for table, p_sane in (("gdt", 0.9), ("gdt2", 0.8)):
+            base = sym.lookup(table) - 0xC0000000
+            for i in range(32):
+                d = sane[i] if i in sane and rng.random() < p_sane else \
+                    (rng.getrandbits(32), rng.getrandbits(32)) if rng.random() < 0.3 else (0, 0)
+                m.cpu.ram[base + 8 * i:base + 8 * i + 8] = struct.pack("<II", *d)
+        ss1 = sym.lookup("fz_ss1") - 0xC0000000
+        m.cpu.ram[ss1:ss1 + 4] = struct.pack(
+            "<I", rng.choice([0x69, 0x69, 0x61, 0x01, 0x79, 0x169, rng.getrandbits(16) | 1]))
+        stop = m.run()
+        assert stop.kind in ("killed", "poweroff", "max-insns"), stop
+        ends.add(stop.kind if stop.kind != "killed" else stop.reason.split(" at ")[0])
+    assert {"poweroff", "unhandled trap 256"} <= ends

@@ -45,6 +45,7 @@ TSS_ADDR = HOST_RW
 RING0_FRAME = HOST_RW + 0x800                # the iret frame RING0_STUB returns through
 RING0_STACK_TOP = HOST_RW + 0x1000
 CALL_GATE = abi.GDT_ENTRY_DOUBLEFAULT_TSS    # a Host-owned slot
+FLAT_USER_CS = abi.GDT_ENTRY_TSS * 8 | 3     # only while Cpu._call_gate is on
 
 # Ring-0 segments in the Host-owned GDT slots, as the Switcher's LGUEST_CS/DS.
 HOST_CS = abi.GDT_ENTRY_LGUEST_CS * 8
@@ -165,11 +166,18 @@ class Cpu:
             (TSS_ADDR & 0xFF000000) | ((TSS_ADDR >> 16) & 0xFF) | 0x8900)
 
     def _call_gate(self, present):
-        """Put the DPL-3 call gate (type 0xC) to RING0_STUB in entry 31, or
-        take it away: left there, any Guest `lcall $0xfb` would reach ring 0."""
-        gate = struct.pack("<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
-                           (RING0_STUB & 0xFFFF0000) | 0xEC00) if present else self.gdt[CALL_GATE]
+        """Put the DPL-3 call gate (type 0xC) to RING0_STUB in entry 31 and a
+        flat DPL-3 code segment in entry 16 for the lcall, or take both away:
+        left there, any Guest `lcall $0xfb` would reach ring 0.  (Entry 16's
+        TSS is not read again once TR is loaded.)"""
+        if present:
+            gate = struct.pack("<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
+                               (RING0_STUB & 0xFFFF0000) | 0xEC00)
+            code = flat_descriptor(0xFB)
+        else:
+            gate, code = self.gdt[CALL_GATE], self.gdt[abi.GDT_ENTRY_TSS]
         self.switcher[CALL_GATE * 8:CALL_GATE * 8 + 8] = gate
+        self.switcher[abi.GDT_ENTRY_TSS * 8:abi.GDT_ENTRY_TSS * 8 + 8] = code
 
     def flush_gdt(self):
         blob = b"".join(self.gdt)
@@ -205,6 +213,10 @@ class Cpu:
         saved_exit = self.exit
         self._call_gate(True)
         try:
+            # The lcall runs in the Guest's ring but must not run on the
+            # Guest's code segment, whose base and limit are the Guest's to
+            # choose: a flat ring-3 one of ours, for these three instructions.
+            self.uc.reg_write(X.UC_X86_REG_CS, FLAT_USER_CS)
             self.uc.emu_start(LCALL_STUB, 0, count=3)
         finally:
             self._call_gate(False)
