@@ -69,7 +69,8 @@ def configure(parser):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--mem", type=int, default=DEFAULT_MEM_MIB, metavar="MIB",
                         help="guest RAM in MiB (default %d)" % DEFAULT_MEM_MIB)
-    parser.add_argument("--cmdline", default="", metavar="TEXT", help="kernel command line")
+    parser.add_argument("--cmdline", default="", metavar="TEXT",
+                        help="kernel command line (the Launcher puts a space after each word)")
     parser.add_argument("--host-tick", type=int, default=DEFAULT_HOST_TICK, metavar="N",
                         help="a Host entry every N instructions (default %d)" % DEFAULT_HOST_TICK)
     add_initrd_option(parser)

@@ -89,7 +89,9 @@ def idt(machine):
         rows.append({"vector": vector, "handler": gate.handler, "type": abi.gate_kind(gate.type),
                      "dpl": gate.dpl, "irq": vector - abi.FIRST_EXTERNAL_VECTOR
                      if abi.FIRST_EXTERNAL_VECTOR <= vector < abi.FIRST_EXTERNAL_VECTOR + abi.LGUEST_IRQS
-                     else None})
+                     else None,
+                     # direct_trap: the CPU enters this gate itself, no Host entry
+                     "direct": machine.host.direct_trap(vector)})
     return rows
 
 

@@ -304,7 +304,7 @@ def render_idt(rows, sym):
     """The IDT entries the guest loaded with LOAD_IDT_ENTRY."""
     if not rows:
         return "the guest has loaded no IDT entries (no LOAD_IDT_ENTRY yet)"
-    table = [("vector", "irq", "handler", "gate", "DPL")]
+    table = [("vector", "irq", "handler", "gate", "DPL", "entered by")]
     for r in rows:
         vec = r["vector"]
         note = "" if r.get("irq") is None else str(r["irq"])
@@ -312,7 +312,8 @@ def render_idt(rows, sym):
             note = abi.TRAP_NAMES[vec]
         elif vec == abi.SYSCALL_VECTOR:
             note = "syscall"
-        table.append(("%#04x" % vec, note or "-", addr(r["handler"], sym), r["type"], r["dpl"]))
+        table.append(("%#04x" % vec, note or "-", addr(r["handler"], sym), r["type"], r["dpl"],
+                      "the CPU (direct trap)" if r.get("direct") else "the Host"))
     return "\n".join(_table(table, indent=""))
 
 

@@ -971,8 +971,9 @@ class Commands:
             text = "trap %d%s errcode %#x at %s%s%s" % (
                 e["vector"], " " + name if name else "", e.get("errcode", 0), a(e["eip"]),
                 " cr2 %#x" % e["cr2"] if e.get("cr2") is not None else "",
-                "" if e.get("delivered") else (" (emulated)" if e.get("emulated")
-                                               else " (not delivered)"))
+                (" (direct: the CPU, no Host entry)" if e.get("direct") else "")
+                if e.get("delivered") else (" (emulated)" if e.get("emulated")
+                                            else " (not delivered)"))
         elif kind == "raise":
             text = "irq %d raised (%s)" % (e["irq"], e["source"])
         elif kind == "clock":

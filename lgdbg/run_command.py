@@ -34,7 +34,8 @@ def add_machine_options(parser):
                         help="guest ELF image (default: the bundled %s example)" % images.DEFAULT)
     parser.add_argument("--mem", type=int, default=DEFAULT_MEM_MIB, metavar="MIB",
                         help="guest RAM in MiB (default %d)" % DEFAULT_MEM_MIB)
-    parser.add_argument("--cmdline", default="", metavar="TEXT", help="kernel command line")
+    parser.add_argument("--cmdline", default="", metavar="TEXT",
+                        help="kernel command line (the Launcher puts a space after each word)")
     parser.add_argument("--irq", action="append", default=[], metavar="IRQ@ICOUNT",
                         help="raise virtual IRQ when ICOUNT instructions have retired (repeatable)")
     parser.add_argument("--host-tick", type=int, default=None, metavar="N",
@@ -145,8 +146,9 @@ def report(machine, stop):
         say(format_registers(machine.cpu.regs()))
         say("lgdbg: guest %s, in %s, %s" % (stop.reason, symbol_at(machine, stop.addr), where))
     else:
+        # One line: a reason's own final newline ("Bad hypercall %li\n") is not printed.
         say("lgdbg: guest %s: %s %s" % ("killed" if stop.kind == "killed" else "stopped",
-                                        stop.reason, where))
+                                        stop.reason.rstrip("\n"), where))
         say(format_registers(machine.cpu.regs()))
 
 

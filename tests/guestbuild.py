@@ -85,3 +85,64 @@ own_tables:
 	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
 	ret
 """ % extra
+
+# A GDT with Linux's kernel segments (the Host fixes their DPL to 1) ...
+KERNEL_GDT = """
+	.data
+	.balign 8
+gdt:	.fill 12, 8, 0
+	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
+	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
+"""
+# A kernel stack for SET_STACK and a user stack, one page each.
+TWO_STACKS = """
+	.bss
+	.balign 16
+	.space 4096
+kstack_top:
+	.space 4096
+ustack_top:
+"""
+# ... and its user segments, with stacks for both rings.
+USER_GDT = KERNEL_GDT + """
+	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
+	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+""" + TWO_STACKS
+
+
+def to_user_mode(stack_segment="$KERNEL_DS"):
+    """Enter ring 3 at user_code, with a SET_STACK kernel stack."""
+    return """
+	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $16
+	hcall	LHCALL_SET_STACK, %s, $kstack_top, $1
+	movl	$0x7b, %%eax
+	movl	%%eax, %%ds
+	movl	%%eax, %%es
+	pushl	$0x7b
+	pushl	$ustack_top
+	pushl	$0x202
+	pushl	$0x73
+	pushl	$user_code
+	iret
+""" % stack_segment
+
+
+def boot(tmpdir, body, **kw):
+    """Build a guest and a Machine for it; return (machine, list of its events).
+
+    text, data and iret go to build_guest, the rest to Machine.
+    """
+    from lgdbg.machine import Machine
+    extra = {k: kw.pop(k) for k in ("text", "data", "iret") if k in kw}
+    elf = build_guest(tmpdir, body, **extra)
+    kw.setdefault("max_insns", 5_000_000)     # a broken guest fails, never hangs
+    m = Machine(elf, **kw)
+    events = []
+    m.subscribe(events.append)
+    return m, events
+
+
+def kinds(events, kind):
+    # Demand faults are the shadow page tables' own business: the Guest never
+    # sees them, and the tests that count traps are about what the Guest sees.
+    return [e for e in events if e["kind"] == kind and not e.get("demand")]

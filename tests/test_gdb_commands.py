@@ -344,7 +344,8 @@ def test_hcalls_idt_host_status(iret):
     assert "LOAD_IDT_ENTRY vector=0x20" in text and "interrupt gate to 0xc0100201" in text
     assert g.cli("lguest-hcalls 0").console.strip() == "no hypercalls yet"
     text = g.cli("lguest-idt").console
-    assert re.search(r"^0x20\s+0\s+0xc0100201 <timer_interrupt>\s+interrupt\s+0$", text, re.M)
+    assert re.search(r"^0x20\s+0\s+0xc0100201 <timer_interrupt>\s+interrupt\s+0\s+the Host$",
+                     text, re.M)
     text = g.cli("lguest-host").console
     assert "GDT entries" in text and "kernel stack (SET_STACK)" in text
     assert "clock event: fires at" in text and "next Host tick:" in text

@@ -11,23 +11,7 @@ import pytest
 
 from lgdbg import abi
 from lgdbg.machine import Machine
-from guestbuild import INIT, build_guest
-
-
-def boot(tmp_path, body, **kw):
-    extra = {k: kw.pop(k) for k in ("text", "data", "iret") if k in kw}
-    elf = build_guest(tmp_path, body, **extra)
-    kw.setdefault("max_insns", 5_000_000)     # a broken guest fails, never hangs
-    m = Machine(elf, **kw)
-    events = []
-    m.subscribe(events.append)
-    return m, events
-
-
-def kinds(events, kind):
-    # Demand faults are the shadow page tables' own business: the Guest never
-    # sees them, and these tests are about what the Guest sees.
-    return [e for e in events if e["kind"] == kind and not e.get("demand")]
+from guestbuild import INIT, USER_GDT, boot, kinds, to_user_mode
 
 
 def ld(m, offset):
@@ -38,14 +22,20 @@ def ld(m, offset):
 
 @pytest.mark.parametrize("body, reason", [
     ("\thcall LHCALL_LOAD_IDT_ENTRY, $0x20, $0, $0\n", "hypercall 6 before LGUEST_INIT"),
-    (INIT + "\thcall 99\n", "Bad hypercall 99"),
-    (INIT + "\thcall 11\n", "Bad hypercall 11"),
+    (INIT + "\thcall 99\n", "Bad hypercall 99\n"),      # do_hcall's "%li\n"
+    (INIT + "\thcall 11\n", "Bad hypercall 11\n"),
+    (INIT + "\thcall 0xffffffff\n", "Bad hypercall -1\n"),
+    ("\thcall 0x80000000\n", "hypercall -2147483648 before LGUEST_INIT"),
     (INIT + INIT, "already have lguest_data"),
     (INIT + "\thcall LHCALL_LOAD_IDT_ENTRY, $0x21, $0, $0x8500\n", "bad IDT type 5"),
     (INIT + "\thcall LHCALL_SET_STACK, $0x68, $stack_top, $1\n", "bad stack segment 104"),
+    (INIT + "\thcall LHCALL_SET_STACK, $0xfffffffe, $stack_top, $1\n", "bad stack segment -2"),
     (INIT + "\thcall LHCALL_SET_STACK, $0x69, $stack_top, $3\n", "bad stack pages 3"),
     (INIT + "\thcall LHCALL_LOAD_GDT, $0, $33\n", "too many gdt entries 33"),
-    ("\thcall LHCALL_LGUEST_INIT, $0x7fffffff\n", "bad guest page 0x7fffffff"),
+    (INIT + "\thcall LHCALL_LOAD_GDT, $0, $0xffffffff\n", "too many gdt entries -1"),
+    # initialize's "%p": eight hex digits, no 0x
+    ("\thcall LHCALL_LGUEST_INIT, $0x7fffffff\n", "bad guest page 7fffffff"),
+    ("\thcall LHCALL_LGUEST_INIT, $0x2000c00\n", "bad guest page 02000c00"),
     (INIT + "\tCRASH_MSG \"it hurts\"\n", "CRASH: it hurts"),
 ])
 def test_kill_reasons(tmp_path, body, reason):
@@ -489,14 +479,8 @@ user_code:
 	int	$0x1f			/* the hypercall gate is not for user mode */
 1:	jmp	1b
 """
-USER_DATA = """
+USER_DATA = USER_GDT + """
 	.data
-	.balign 8
-gdt:	.fill 12, 8, 0
-	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
-	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
-	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
-	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
 sys_eax: .long 0
 sys_cs:	.long 0
 sys_esp: .long 0
@@ -504,16 +488,8 @@ pf_cr2:	.long 0
 pf_err:	.long 0
 gp_err:	.long 0
 gp_cs:	.long 0
-	.bss
-	.balign 16
-	.space 4096
-kstack_top:
-	.space 4096
-ustack_top:
 """
 USER_BODY = INIT + """
-	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $16
-	hcall	LHCALL_SET_STACK, $KERNEL_DS, $kstack_top, $1
 	movl	$syscall_handler, %eax
 	movl	%eax, %ecx
 	andl	$0xffff0000, %ecx
@@ -524,17 +500,8 @@ USER_BODY = INIT + """
 	hcall	LHCALL_LOAD_IDT_ENTRY, $0x80, %ebx, %ecx
 	SET_GATE 14, pf_handler, INTERRUPT_GATE
 	SET_GATE 13, gp_handler, INTERRUPT_GATE
-	movl	$0x7b, %eax
-	movl	%eax, %ds
-	movl	%eax, %es
-	movl	$0x200, %ss:lguest_data
-	pushl	$0x7b
-	pushl	$ustack_top
-	pushl	$0x202
-	pushl	$0x73
-	pushl	$user_code
-	iret
-"""
+	movl	$0x200, lguest_data
+""" + to_user_mode()
 
 
 def test_user_mode_syscall_fault_and_hypercall_gp(tmp_path):

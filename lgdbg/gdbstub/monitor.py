@@ -304,9 +304,10 @@ def render_hcalls(rows):
 def render_idt(rows):
     if not rows:
         return "No IDT entries loaded.\n"
-    return "".join("vector %#04x  %-9s dpl %d  handler %#x%s\n"
+    return "".join("vector %#04x  %-9s dpl %d  handler %#x%s%s\n"
                    % (r["vector"], r["type"], r["dpl"], r["handler"],
-                      "  (irq %d)" % r["irq"] if r["irq"] is not None else "") for r in rows)
+                      "  (irq %d)" % r["irq"] if r["irq"] is not None else "",
+                      "  (direct trap)" if r.get("direct") else "") for r in rows)
 
 
 def render_mapping(d):

@@ -1,9 +1,10 @@
 """Find the few unicorn internals the machine relies on, by experiment.
 
 unicorn 2.1.4 exposes neither the instruction counter of `count=` mode, nor a
-fault's error code, nor the CPU's "previous exception" field (which must be
-reset after every caught fault, or the second fault is reported as a double
-fault: unicorn issue #1883).  All three live at offsets that depend on the
+fault's error code, nor whether an interrupt came from an `int` instruction,
+nor the CPU's "previous exception" field (which must be reset after every
+caught fault, or the second fault is reported as a double fault: unicorn
+issue #1883).  All four live at offsets that depend on the
 unicorn build, so instead of trusting numbers we provoke known values in a
 scratch CPU once per process and search for them (platform-notes.md).
 """
@@ -17,7 +18,7 @@ from unicorn import x86_const as X
 
 from ..errors import LgdbgError
 
-Offsets = namedtuple("Offsets", "counter budget errcode old_exception")
+Offsets = namedtuple("Offsets", "counter budget errcode old_exception is_int")
 
 _SCRATCH = 0x100000
 _cached = None
@@ -80,13 +81,23 @@ def _find_context_fields():
     if errcode is None or old_exc is None:
         raise LgdbgError("cannot find unicorn's exception state in its context: "
                          "is unicorn 2.1.4 installed?")
-    return errcode, old_exc
+    # QEMU keeps exception_is_int right after error_code: 0 after that #GP,
+    # 1 after an `int $0x21`.
+    is_int = errcode + 4
+    uc = _scratch_cpu(b"\xcd\x21\xeb\xfe")
+    uc.hook_add(UC_HOOK_INTR, lambda u, intno, _: u.emu_stop())
+    uc.emu_start(_SCRATCH, 0, count=10)
+    soft = struct.unpack_from("<i", bytes(uc.context_save()), is_int)[0]
+    if struct.unpack_from("<i", after, is_int)[0] != 0 or soft != 1:
+        raise LgdbgError("cannot find unicorn's software-interrupt flag in its context: "
+                         "is unicorn 2.1.4 installed?")
+    return errcode, old_exc, is_int
 
 
 def offsets():
     global _cached
     if _cached is None:
         counter, budget = _find_counter()
-        errcode, old_exc = _find_context_fields()
-        _cached = Offsets(counter, budget, errcode, old_exc)
+        errcode, old_exc, is_int = _find_context_fields()
+        _cached = Offsets(counter, budget, errcode, old_exc, is_int)
     return _cached

@@ -54,7 +54,7 @@ HOST_TOP = HOST_RW + abi.PAGE_SIZE
 # emu_start's `until`: unicorn stops silently, without fetching, when a block
 # starts there, so it must be an address no Guest code can be at: inside the
 # Switcher (PGD slot 1023, never the Guest's) where no stub lives.
-UNTIL_ADDR = abi.SWITCHER_ADDR + 0x3000            # end of what the Switcher PTE page maps
+UNTIL_ADDR = abi.SWITCHER_ADDR + 0x3000
 
 # CR0 as the Host runs the Guest: protected mode, paging, and write protection
 # (without WP a read-only shadow entry would not stop ring 1, and neither the
@@ -63,6 +63,7 @@ CR0_PE, CR0_ET, CR0_TS, CR0_WP, CR0_PG = 0x1, 0x10, 0x8, 0x10000, 0x80000000
 GUEST_CR0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
 # The page holding the lcall stub: user-executable only while the Host uses it.
 LCALL_PAGE_INDEX = (LCALL_STUB - abi.SWITCHER_ADDR) >> 12
+FLAT_USER_CS = abi.GDT_ENTRY_TSS * 8 | 3     # only while Cpu._call_gate is on
 
 # Ring-0 segments in the Host-owned GDT slots, as the Switcher's LGUEST_CS/DS.
 HOST_CS = abi.GDT_ENTRY_LGUEST_CS * 8
@@ -109,7 +110,7 @@ def flat_descriptor(access):
 class Exit:
     """Why the CPU came back to the Host."""
     __slots__ = ("kind", "intno", "addr", "write", "fetch", "prot", "port", "size",
-                 "is_out", "eip", "watch", "soft", "errcode")
+                 "is_out", "eip", "watch", "soft", "errcode", "undo")
     # addr: the faulting address (CR2) of a page fault
 
     def __init__(self, kind, **kw):
@@ -198,13 +199,26 @@ class Cpu:
             b"\xbc" + struct.pack("<I", RING0_FRAME) + b"\xcf"
 
     def _host_descriptors(self):
-        # The TSS (type 9, available 32-bit) and the call gate (type 0xC, DPL 3).
+        # The TSS (type 9, available 32-bit).  Entry 31 stays empty, as in the
+        # real Guest GDT (setup_default_gdt_entries, segments.c): our call
+        # gate is there only while enter_guest uses it (_call_gate).
         self.gdt[abi.GDT_ENTRY_TSS] = struct.pack(
             "<II", (TSS_ADDR & 0xFFFF) << 16 | 0x67,
             (TSS_ADDR & 0xFF000000) | ((TSS_ADDR >> 16) & 0xFF) | 0x8900)
-        self.gdt[CALL_GATE] = struct.pack(
-            "<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
-            (RING0_STUB & 0xFFFF0000) | 0xEC00)
+
+    def _call_gate(self, present):
+        """Put the DPL-3 call gate (type 0xC) to RING0_STUB in entry 31 and a
+        flat DPL-3 code segment in entry 16 for the lcall, or take both away:
+        left there, any Guest `lcall $0xfb` would reach ring 0.  (Entry 16's
+        TSS is not read again once TR is loaded.)"""
+        if present:
+            gate = struct.pack("<II", HOST_CS << 16 | (RING0_STUB & 0xFFFF),
+                               (RING0_STUB & 0xFFFF0000) | 0xEC00)
+            code = flat_descriptor(0xFB)
+        else:
+            gate, code = self.gdt[CALL_GATE], self.gdt[abi.GDT_ENTRY_TSS]
+        self.switcher[CALL_GATE * 8:CALL_GATE * 8 + 8] = gate
+        self.switcher[abi.GDT_ENTRY_TSS * 8:abi.GDT_ENTRY_TSS * 8 + 8] = code
 
     def flush_gdt(self):
         blob = b"".join(self.gdt)
@@ -236,13 +250,23 @@ class Cpu:
             return
         # From user mode: lcall (to ring 0), mov esp, iret (to the Guest's ring).
         # The stub's page is the Host's: user code may run it only now.
+        # The TSS's ring-0 stack is written again each time: the page is the
+        # Guest's to write (the real one is read-only to it), and a stack it
+        # moved would make the lcall fault outside any Guest exit.
+        self.uc.mem_write(TSS_ADDR + 4, struct.pack("<II", RING0_STACK_TOP, HOST_DS))
         self.uc.mem_write(RING0_FRAME, frame)
         saved_exit = self.exit
+        self._call_gate(True)
         self._lcall_page_user(True)
         try:
+            # The lcall runs in the Guest's ring but must not run on the
+            # Guest's code segment, whose base and limit are the Guest's to
+            # choose: a flat ring-3 one of ours, for these three instructions.
+            self.uc.reg_write(X.UC_X86_REG_CS, FLAT_USER_CS)
             self.uc.emu_start(LCALL_STUB, 0, count=3)
         finally:
             self._lcall_page_user(False)
+            self._call_gate(False)
         self.clear_exception_state()
         self.exit = saved_exit
         if self.reg("eip") != eip or self.cpl != cs & 3:
@@ -299,13 +323,17 @@ class Cpu:
 
     def _on_intr(self, uc, intno, _):
         self.exit = Exit("intr", intno=intno, eip=uc.reg_read(X.UC_X86_REG_EIP))
+        # Read the error code, "raised by int n" and CR2 now: when emu_start
+        # winds down it may walk the page tables again (for its `until`
+        # address, at the Guest's privilege) and a failed walk overwrites
+        # all three.
+        ctx = bytes(uc.context_save())
+        errcode, is_int = struct.unpack_from("<Ii", ctx, self.off.errcode)
+        self.exit.soft = is_int == 1
         if intno in abi.TRAPS_WITH_ERRCODE:
-            # Read the fault's CR2 and error code now: when emu_start winds
-            # down it may walk the page tables again (for its `until` address,
-            # at the Guest's privilege) and a failed walk overwrites both.
-            self.exit.errcode = self._context_errcode()
-            if intno == 14:
-                self.exit.addr = uc.reg_read(X.UC_X86_REG_CR2)
+            self.exit.errcode = errcode
+        if intno == 14:
+            self.exit.addr = uc.reg_read(X.UC_X86_REG_CR2)
         uc.emu_stop()
 
     def _on_bad_mem(self, uc, access, addr, size, value, _):
@@ -318,16 +346,26 @@ class Cpu:
 
     def _on_in(self, uc, port, size, _):
         eip = uc.reg_read(X.UC_X86_REG_EIP)
-        self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip)
+        self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip,
+                         undo=self._string_registers(uc))
         self._stop_after_this_instruction()
-        # Give back what the register already holds: the Host applies the
-        # 2.6.23 rule to EAX afterwards (Host.emulate_insn).
+        # Give back what the register already holds, so EAX is unchanged:
+        # Machine._io rolls the instruction back into the #GP(0) the CPU
+        # would have raised, and Host.emulate_insn applies the 2.6.23 rule.
         return uc.reg_read(X.UC_X86_REG_EAX) & ((1 << (8 * size)) - 1)
 
     def _on_out(self, uc, port, size, value, _):
         self.exit = Exit("io", port=port, size=size, is_out=True,
-                         eip=uc.reg_read(X.UC_X86_REG_EIP))
+                         eip=uc.reg_read(X.UC_X86_REG_EIP), undo=self._string_registers(uc))
         self._stop_after_this_instruction()
+
+    @staticmethod
+    def _string_registers(uc):
+        # What an ins/outs changes besides EIP, read before it does: the CPU
+        # would have refused the instruction (#GP) before any of it
+        # (Machine._io puts these back).
+        return {"esi": uc.reg_read(X.UC_X86_REG_ESI), "edi": uc.reg_read(X.UC_X86_REG_EDI),
+                "ecx": uc.reg_read(X.UC_X86_REG_ECX)}
 
     stops_ignored = False      # a silent replay runs through breakpoints and watchpoints
 
@@ -388,7 +426,7 @@ class Cpu:
             if e.errno == UC_ERR_INSN_INVALID and self.exit is None:
                 # ud2 or an undefined opcode: unicorn stops on it with EIP at
                 # the instruction, where the CPU would raise #UD (vector 6).
-                self.exit = Exit("intr", intno=6, eip=self.reg("eip"))
+                self.exit = Exit("intr", intno=6, eip=self.reg("eip"), soft=False)
             elif self.exit is None or self.exit.kind != "mem":
                 raise
         ex = self.exit
@@ -404,25 +442,25 @@ class Cpu:
                           size=1, eip=self._until)
             elif self._halted_by_hlt():
                 # unicorn just stops at a ring-1 hlt; the CPU would #GP.
-                ex = Exit("intr", intno=13, eip=self.reg("eip") - 1)
+                ex = Exit("intr", intno=13, eip=self.reg("eip") - 1, soft=False)
                 self.set_reg("eip", ex.eip)
             else:
                 ex = Exit("stop")
         elif self.watch_hit is not None and ex.kind == "io":
             ex.watch = self.watch_hit
-        ex.soft = False
-        if ex.kind == "intr":
-            ex.soft = self._is_soft_int(ex.eip, ex.intno)
+        raised_by_int = False
+        if ex.kind in ("intr", "mem") or self.cpl == 3:
+            # After a fault; and after any run that ended in user mode, where
+            # emu_start's wind-down walks the page tables for its `until`
+            # address at CPL 3, fails, and leaves that failure behind.
+            raised_by_int = self.clear_exception_state()
+        if ex.soft is None:
+            ex.soft = ex.kind == "intr" and raised_by_int
         if ex.kind == "intr" and ex.intno == 14 and not ex.soft:
             # An instruction that could not be fetched: its first byte (CR2 =
             # EIP) or, for one that crosses a page, the next page's start.
             # unicorn faults while translating it, before counting it.
             ex.fetch = ex.addr == ex.eip or (ex.addr & 0xFFF == 0 and 0 < ex.addr - ex.eip < 16)
-        if ex.kind in ("intr", "mem") or self.cpl == 3:
-            # After a fault; and after any run that ended in user mode, where
-            # emu_start's wind-down walks the page tables for its `until`
-            # address at CPL 3, fails, and leaves that failure behind.
-            self.clear_exception_state()
         retired = 0
         if counting or count_for_watch:
             # The count hook runs before each instruction: at any exit the
@@ -499,22 +537,21 @@ class Cpu:
             self._hlt_seen = False
         return self._hlt_seen
 
-    def _is_soft_int(self, eip_after, intno):
-        """Did `int n`/`int3`/`into` raise this (EIP already past it)?"""
-        try:
-            tail = self.read_virt(eip_after - 2, 2)
-        except UcError:
-            return False
-        if tail == bytes((0xCD, intno)):
-            return True
-        return (intno == 3 and tail[1] == 0xCC) or (intno == 4 and tail[1] == 0xCE)
-
     def clear_exception_state(self):
-        """Forget the fault just caught (unicorn issue #1883 workaround)."""
+        """Forget the fault just caught (unicorn issue #1883 workaround).
+
+        Returns whether `int n`, int3 or into raised it: the CPU's own flag
+        (QEMU's exception_is_int), read from the same saved context.  The
+        bytes before EIP would not do: they can be the tail of another
+        instruction, and a software interrupt meets the gate's DPL check
+        where a fault does not.
+        """
         ctx = self.uc.context_save()
-        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value + self.off.old_exception
-        ctypes.c_int32.from_address(addr).value = -1
+        base = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        raised_by_int = ctypes.c_int32.from_address(base + self.off.is_int).value == 1
+        ctypes.c_int32.from_address(base + self.off.old_exception).value = -1
         self.uc.context_restore(ctx)
+        return raised_by_int
 
     def _context_errcode(self):
         ctx = bytes(self.uc.context_save())

@@ -8,11 +8,17 @@ decision order of shared/docs/lguest-abi.md (section numbers in the comments).
     do_hcall                §3.2   one function per hypercall below it
     maybe_do_interrupt      §7.2   the exact decision sequence
     set_guest_interrupt     §7.3   building the frame
+    direct_trap / gate_dpl / deliver_direct     the IDT the Host gives the CPU
+                                   (copy_traps): what never reaches the Host
     handle_trap / deliver_trap / emulate_insn   §7.4
 
 The shadow page tables are page_tables.py's (the real Host keeps them in a
 file of their own too); the page-table hypercalls and the page fault hand
 over to it, and SET_STACK's pin_stack_pages uses it.
+
+Where shared/docs/lguest-abi.md and the real 2.6.23 source (in
+shared/kernel/src/drivers/lguest/) differ, the source wins; the routine a
+rule comes from is named where it lives.
 
 The Host never runs Guest code; the Machine's run loop (machine.py) calls
 these routines at every Host entry, the way run_guest() does.
@@ -21,6 +27,7 @@ these routines at every Host entry, the way run_guest() does.
 import struct
 
 from .. import abi
+from . import switcher
 
 
 class Host:
@@ -43,6 +50,8 @@ class Host:
         self.halted = False
         self.dead = None                  # the kill reason
         self.killed_by_trap = False
+        self.errcode = 0                  # the saved error code of the last exit
+        self.gdt_changed = False          # lg->changed & CHANGED_GDT: reload segments
         self.next_hcall = 0               # the Host's cursor into the async ring
         self.page_table_calls = 0
         # io.c's lg->dma[LGUEST_MAX_DMA]: None or (key, dmas, num_dmas, irq,
@@ -120,19 +129,22 @@ class Host:
         # The only call allowed before we know where lguest_data is.
         if self.lguest_data is None:
             if nr != abi.LHCALL_LGUEST_INIT:
-                self.kill_guest("hypercall %d before LGUEST_INIT" % nr)
+                # initialize (hypercalls.c) prints the call number with %li.
+                self.kill_guest("hypercall %d before LGUEST_INIT" % _signed(nr))
                 return None
             return self.initialize(a1)
         handler = self._HCALLS.get(nr)
         if handler is None:
-            self.kill_guest("Bad hypercall %d" % nr)
+            # do_hcall's default case (hypercalls.c): "%li", and its newline.
+            self.kill_guest("Bad hypercall %d\n" % _signed(nr))
             return None
         return handler(self, a1, a2, a3)
 
     def initialize(self, addr):
         """LGUEST_INIT: learn where lguest_data lives and fill in the Host's fields."""
         if not self.mem.ok(addr, abi.LD_SIZE):
-            self.kill_guest("bad guest page %#x" % addr)
+            # The kernel's %p: eight lower-case hex digits, no 0x.
+            self.kill_guest("bad guest page %08x" % addr)
             return None
         self.lguest_data = addr
         # noirq_start/end are static initialisers: read once, now, never again.
@@ -160,22 +172,35 @@ class Host:
         self.kill_guest("CRASH: %s" % msg)
 
     def hc_load_gdt(self, table, num, a3):
+        # load_guest_gdt (segments.c): the count is printed with %i.
         if num > abi.GDT_ENTRIES:
-            self.kill_guest("too many gdt entries %d" % num)
+            self.kill_guest("too many gdt entries %d" % _signed(num))
             return None
         raw = self.mem.read(table, num * 8)
         for i in range(num):
-            if i not in abi.HOST_GDT_ENTRIES:
-                self.cpu.gdt[i] = self._fixup_descriptor(raw[i * 8:i * 8 + 8])
-        self.cpu.flush_gdt()
+            if i not in abi.HOST_GDT_ENTRIES:       # ignored_gdt: the Host's own
+                self.cpu.gdt[i] = raw[i * 8:i * 8 + 8]
+        # fixup_gdt_table runs over the WHOLE table, not just the entries read:
+        # an entry past `num` that was still empty gets DPL 1 and the accessed
+        # bit too.
+        self._fixup_gdt(0, abi.GDT_ENTRIES)
         return None
 
     def hc_load_tls(self, table, cpu, a3):
+        # guest_load_tls (segments.c): three entries, the same fix-ups.
         raw = self.mem.read(table, 3 * 8)
         for i in range(3):
-            self.cpu.gdt[abi.GDT_ENTRY_TLS_MIN + i] = self._fixup_descriptor(raw[i * 8:i * 8 + 8])
-        self.cpu.flush_gdt()
+            self.cpu.gdt[abi.GDT_ENTRY_TLS_MIN + i] = raw[i * 8:i * 8 + 8]
+        self._fixup_gdt(abi.GDT_ENTRY_TLS_MIN, abi.GDT_ENTRY_TLS_MIN + 3)
         return None
+
+    def _fixup_gdt(self, start, end):
+        # fixup_gdt_table (segments.c); ignored_gdt's entries are the Host's.
+        for i in range(start, end):
+            if i not in abi.HOST_GDT_ENTRIES:
+                self.cpu.gdt[i] = self._fixup_descriptor(self.cpu.gdt[i])
+        self.cpu.flush_gdt()
+        self.gdt_changed = True
 
     @staticmethod
     def _fixup_descriptor(raw):
@@ -232,13 +257,15 @@ class Host:
         return None
 
     def hc_set_stack(self, ss, esp, pages):
+        # guest_set_stack (interrupts_and_traps.c): the segment is printed
+        # with %i, and kept in a u8 (lg->ss1), so 0x169 is stored as 0x69.
         if ss & 3 != abi.GUEST_PL:
-            self.kill_guest("bad stack segment %d" % ss)
+            self.kill_guest("bad stack segment %d" % _signed(ss))
             return None
         if pages > 2:
             self.kill_guest("bad stack pages %u" % pages)
             return None
-        self.ss1, self.esp1, self.stack_pages = ss, esp, pages
+        self.ss1, self.esp1, self.stack_pages = ss & 0xFF, esp, pages   # lg->ss1 is a u8
         # The stack must be mapped before a trap from user mode needs it.
         self.pin_stack_pages()
         return None
@@ -451,45 +478,136 @@ class Host:
         Returns the frame written (dict) or None if the Guest died doing it.
         """
         regs = self.cpu.regs()
-        frame = {"eflags": regs["eflags"], "cs": regs["cs"], "eip": regs["eip"]}
-        # 1. From user mode (ring 3) the frame goes on the kernel stack the
-        #    Guest gave us with SET_STACK, and the old SS:ESP go first.
-        if regs["ss"] & 3 != abi.GUEST_PL:
-            esp, ss = self.esp1, self.ss1
-            words = [regs["ss"], regs["esp"]]
-            frame.update(ss=regs["ss"], esp=regs["esp"])
-        else:
-            esp, ss = regs["esp"], regs["ss"]
-            words = []
         # 2. The eflags we push carry IF from lguest_data.irq_enabled (a bit
         #    test here, unlike maybe_do_interrupt's "non-zero").
         eflags = regs["eflags"]
         if not self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) & abi.X86_EFLAGS_IF:
             eflags &= ~abi.X86_EFLAGS_IF
-        frame["eflags"] = eflags
-        # 3. eflags, cs, eip and maybe the error code, each a pre-decremented push.
+        # 1 and 3: the frame, on the SET_STACK stack when the Guest was in
+        # user mode (set_guest_interrupt looks at the saved SS's RPL).
+        frame = self._push_frame(regs, eflags, errcode if has_err else None,
+                                 regs["ss"] & 3 != abi.GUEST_PL)
+        if frame is None:
+            return None
+        # 4. Into the handler; the handler's own eflags are the saved ones,
+        #    untouched (2.6.23 clears neither TF nor NT).
+        handler = (lo & 0xFFFF) | (hi & 0xFFFF0000)
+        if not self._enter_kernel(handler, frame, regs, regs["eflags"]):
+            return None
+        # 5. An interrupt gate turns (virtual) interrupts off; a trap gate does not.
+        if (hi >> 8) & 0xF == abi.GATE_INTERRUPT:
+            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), 0):
+                self.kill_guest("Disabling interrupts")
+        frame["handler"] = handler
+        return frame
+
+    def _push_frame(self, regs, eflags, errcode, to_kernel_stack):
+        """push_guest_stack, word by word: [SS ESP] EFLAGS CS EIP [errcode].
+
+        Returns the frame (with the new "esp" and "ss") or None if a push fell
+        outside Guest memory (lgwrite_u32 has killed the Guest then).
+        """
+        frame = {"eflags": eflags, "cs": regs["cs"], "eip": regs["eip"]}
+        if to_kernel_stack:
+            esp, ss = self.esp1, self.ss1
+            words = [regs["ss"], regs["esp"]]
+            frame.update(old_ss=regs["ss"], old_esp=regs["esp"])
+        else:
+            esp, ss = regs["esp"], regs["ss"]
+            words = []
         words += [eflags, regs["cs"], regs["eip"]]
-        if has_err:
+        if errcode is not None:
             words.append(errcode)
             frame["errcode"] = errcode
         for w in words:
             esp = (esp - 4) & 0xFFFFFFFF
             if not self.mem.write_u32(self.guest_pa(esp), w):
                 return None
-        # 4. Into the handler at the Guest's kernel privilege.
-        handler = (lo & 0xFFFF) | (hi & 0xFFFF0000)
-        if regs["cs"] & 3 != abi.GUEST_PL:
-            self.cpu.enter_guest(handler, esp, regs["eflags"], abi.KERNEL_CS, ss)
-        else:
-            self.cpu.set_reg("esp", esp)
-            self.cpu.set_reg("eip", handler)
-        # 5. An interrupt gate turns (virtual) interrupts off; a trap gate does not.
-        if (hi >> 8) & 0xF == abi.GATE_INTERRUPT:
-            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), 0):
-                self.kill_guest("Disabling interrupts")
-        frame["esp"] = esp
-        frame["handler"] = handler
+        frame.update(esp=esp, ss=ss)
         return frame
+
+    def _enter_kernel(self, handler, frame, regs, eflags):
+        """The handler runs on frame's SS:ESP with CS __KERNEL_CS|GUEST_PL.
+
+        set_guest_interrupt sets CS to 0x61 unconditionally, also when the
+        interrupted ring-1 code ran on another code segment; the Switcher's
+        iret then loads CS and SS from the GDT.  If the Guest's GDT makes that
+        iret fault, the Guest dies as run_guest kills it for a fault inside
+        the Switcher (trap 256; see switcher.py for this decision).
+        """
+        ss = frame["ss"]
+        if not switcher.kernel_entry_ok(self.cpu.gdt, ss):
+            self.switcher_fault(handler)
+            return False
+        if regs["cs"] & 3 != abi.GUEST_PL:
+            self.cpu.enter_guest(handler, frame["esp"], eflags, abi.KERNEL_CS, ss)
+        else:
+            self.cpu.set_reg("esp", frame["esp"])
+            self.cpu.set_reg("eip", handler)
+            if regs["cs"] != abi.KERNEL_CS:
+                self.cpu.set_reg("cs", abi.KERNEL_CS)
+        return True
+
+    def switcher_fault(self, eip):
+        """A segment fault inside the Switcher on the way into the Guest.
+
+        run_guest_once sets trapnum to 256 first; deliver_trap refuses any
+        trap number beyond the IDT, so the Guest is killed with
+        "unhandled trap 256 at EIP (errcode of the last exit)".
+        """
+        self.deliver_trap(256, self.errcode, eip)
+
+    # --- the IDT the CPU really uses (copy_traps) ------------------------------------
+    def direct_trap(self, vector):
+        """direct_trap (interrupts_and_traps.c): does the CPU deliver `vector`
+        straight into the Guest, through the Guest's own gate?
+
+        Only below 32 or the system call vector, never 7, 13, 14 or the
+        hypercall vector (the Host must see those), and only through a
+        trap gate: an interrupt gate would need IF cleared, which the Guest
+        is never allowed to do for real.
+        """
+        if vector >= abi.FIRST_EXTERNAL_VECTOR and vector != abi.SYSCALL_VECTOR:
+            return False
+        if vector in abi.NEVER_DIRECT_TRAPS:
+            return False
+        gate = self.idt.get(vector)
+        return gate is not None and (gate[1] >> 8) & 0xF == abi.GATE_TRAP
+
+    def gate_dpl(self, vector):
+        """The DPL of the gate the CPU finds for `vector` in the Host's IDT.
+
+        copy_traps copies a direct trap's gate as the Guest gave it; every
+        other vector keeps default_idt_entry's gate: an interrupt gate with
+        DPL 0, except the hypercall gate (DPL 1).  So a software `int n`
+        (or int3, into) from ring 1 or 3 on any other vector raises #GP.
+        """
+        if self.direct_trap(vector):
+            return (self.idt[vector][1] >> 13) & 3
+        return abi.GUEST_PL if vector == abi.LGUEST_TRAP_ENTRY else 0
+
+    def deliver_direct(self, vector, errcode, eip):
+        """What the CPU does for a direct trap: no Host entry at all.
+
+        The frame is the CPU's: the pushed eflags carry the real IF (always
+        set under lguest), not irq_enabled, so the Guest's lguest_iret turns
+        irq_enabled on afterwards; a trap gate leaves irq_enabled alone; the
+        stack for a trap from ring 3 is the TSS's ss1/esp1, which the Host
+        sets from SET_STACK.  The CPU clears TF, NT and RF for the handler.
+        """
+        regs = self.cpu.regs()
+        self.emit("trap", vector=vector, errcode=errcode or 0, eip=eip, direct=True,
+                  delivered=True)
+        frame = self._push_frame(regs, regs["eflags"], errcode, self.cpu.cpl != abi.GUEST_PL)
+        if frame is None:
+            # The CPU would fault on the push, and the Host, reflecting that
+            # #PF onto the same stack, dies of lgwrite_u32's "bad write address".
+            return
+        lo, hi = self.idt[vector]
+        handler = (lo & 0xFFFF) | (hi & 0xFFFF0000)
+        self._enter_kernel(handler, frame, regs, regs["eflags"] & ~_CPU_CLEARS_ON_TRAP)
+        if self.cpu.reg("eflags") & _CPU_CLEARS_ON_TRAP:
+            self.cpu.set_reg("eflags", regs["eflags"] & ~_CPU_CLEARS_ON_TRAP)
 
     # --- §7.4 traps ---------------------------------------------------------------
     def handle_trap(self, vector, errcode, eip, cr2=None):
@@ -498,6 +616,10 @@ class Host:
         Returns True when the Host dealt with it silently (the Guest never
         sees it), False when it was reflected or killed the Guest.
         """
+        self.errcode = errcode            # lg->regs->errcode, for "trap 256"
+        if vector == 13 and errcode == 0 and self.emulate_insn(eip):
+            # run_guest's case 13: in/out, emulated, and back into the Guest.
+            return True
         if vector == 14:
             # run_guest(): a page fault is first the shadow's business.  If
             # the Guest's own tables allow the access, demand_page fills the
@@ -519,11 +641,11 @@ class Host:
         return False
 
     def deliver_trap(self, vector, errcode, eip, cr2=None):
-        # 2.6.23 reflects only the first 64 vectors; the system call vector
-        # never reaches its Host because the CPU delivers it directly through
-        # the Guest's trap gate.  unicorn hands us every interrupt, so we
-        # reflect that one too: the same frame on the same (ss1, esp1) stack.
-        present = (vector < 64 or vector == abi.SYSCALL_VECTOR) and vector in self.idt
+        # deliver_trap (interrupts_and_traps.c): only the Host's 64-entry copy
+        # of the Guest's IDT counts, so 256 (a fault in the Switcher) and the
+        # system call vector (which reaches the Host only when it is not a
+        # direct trap) are never delivered.
+        present = vector < 64 and vector in self.idt
         fields = {"vector": vector, "errcode": errcode, "eip": eip}
         if vector == 14:
             fields["cr2"] = cr2
@@ -537,22 +659,48 @@ class Host:
         self.emit("trap", **fields, delivered=True)
         self.set_guest_interrupt(lo, hi, vector in abi.TRAPS_WITH_ERRCODE, errcode)
 
-    def emulate_insn(self, insn_eip):
-        """The 2.6.23 Host's in/out emulation for a #GP in kernel code.
+    def emulate_insn(self, eip):
+        """emulate_insn (core.c): skip an in or out the Guest kernel tripped over.
 
-        unicorn lets ring 1 execute in/out (the CPU would #GP), so by now the
-        instruction has run with EAX unchanged; apply the Host's result rule.
+        The rule is the 2.6.23 Host's, not the CPU's: it looks only at EIP
+        (>= PAGE_OFFSET, whatever the privilege level, so ring-3 code up
+        there is emulated too), allows at most one 0x66 prefix, and knows
+        only the single-port forms E4-E7 and EC-EF.  Anything else (string
+        I/O, a second prefix, any other #GP(0)) is not emulated.  An IN
+        reads all ones; EIP moves past the instruction.
         """
-        code = self.cpu.read_virt(insn_eip, 2)
-        prefix = code[0] == 0x66
-        opcode = code[1] if prefix else code[0]
-        if opcode in (0xE4, 0xE5, 0xEC, 0xED):
-            if opcode & 1:
+        if eip < self.page_offset:
+            return False
+        pa = self.guest_pa(eip)
+        insn = self.mem.read(pa, 1)[0]
+        shift = length = 0
+        if insn == 0x66:
+            shift, length = 16, 1
+            insn = self.mem.read(pa + 1, 1)[0]
+        form = _IO_FORMS.get(insn & 0xFE)
+        if form is None or self.dead:
+            return False
+        extra, is_in = form
+        if is_in:
+            if insn & 1:
                 self.cpu.set_reg("eax", 0xFFFFFFFF)
             else:
-                mask = 0xFFFF << (16 if prefix else 0)
-                self.cpu.set_reg("eax", self.cpu.reg("eax") | mask)
-        self.emit("trap", vector=13, errcode=0, eip=insn_eip, delivered=False, emulated=True)
+                self.cpu.set_reg("eax", self.cpu.reg("eax") | (0xFFFF << shift))
+        self.cpu.set_reg("eip", (eip + length + extra) & 0xFFFFFFFF)
+        self.emit("trap", vector=13, errcode=0, eip=eip, delivered=False, emulated=True)
+        return True
+
+
+# emulate_insn's four opcode pairs (low bit = width): bytes after the opcode, in?
+_IO_FORMS = {0xE4: (2, True), 0xEC: (1, True), 0xE6: (2, False), 0xEE: (1, False)}
+# What the CPU clears in EFLAGS when it enters a handler through a gate: TF, NT, RF.
+_CPU_CLEARS_ON_TRAP = 0x100 | 0x4000 | 0x10000
+
+
+def _signed(value):
+    """A 32-bit register as the kernel's %i / %li print it."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
 
 
 def _lowest(bitmap):

@@ -10,15 +10,29 @@ SEND_DMA to key 0 for output, the buffer the Guest bound to key 0 for input
 import struct
 
 from .. import abi
+from ..errors import UsageError
 from .console_input import ConsoleInput
 
 DEVICE_CONSOLE = 1
 
 
+def concat(cmdline):
+    """The Launcher's concat (lguest.c): every argument followed by a space.
+
+    cmdline is the text after the kernel image on the Launcher's command
+    line: a string (split into arguments at white space, as a shell would
+    split unquoted words) or a list of arguments.  "console=hvc0 quiet"
+    becomes "console=hvc0 quiet " (note the final space); no argument at all
+    gives an empty line.
+    """
+    args = cmdline.split() if isinstance(cmdline, str) else list(cmdline)
+    return b"".join(arg.encode() + b" " for arg in args)
+
+
 class Launcher:
     def __init__(self, mem_size, cmdline="", guestid=0, initrd=None, console_input=None):
         self.mem_size = mem_size
-        self.cmdline = cmdline.encode()
+        self.cmdline = concat(cmdline)
         self.guestid = guestid
         self.initrd = initrd or b""          # the file's bytes
         # load_initrd(): the initrd's length rounded up to a page, at the top.
@@ -42,7 +56,7 @@ class Launcher:
         for seg in image.segments:
             buf[seg.paddr:seg.paddr + len(seg.data)] = seg.data
             # The rest of p_memsz (the bss) is already zero: fresh anonymous memory.
-        self._boot_header(buf)
+        self._boot_header(buf, image)
         if self.initrd:
             at = self.mem_size - self.initrd_len
             buf[at:at + len(self.initrd)] = self.initrd
@@ -52,15 +66,23 @@ class Launcher:
         # The console is device 0: type 1, no pages of its own.
         struct.pack_into("<HHHHI", buf, self.device_page, DEVICE_CONSOLE, 0, 0, 0, 0)
 
-    def _boot_header(self, buf):
+    def _boot_header(self, buf, image):
         # A Linux zero page at physical 0 with one e820 RAM entry and the
         # command line at 0x1000 (§4.1 step 4).
         buf[abi.BOOT_E820_NR] = 1
         struct.pack_into("<QQI", buf, abi.BOOT_E820_MAP, 0, self.mem_size, 1)
         struct.pack_into("<I", buf, abi.BOOT_CMD_LINE_PTR, abi.BOOT_CMDLINE_ADDR)
         struct.pack_into("<I", buf, abi.BOOT_GUEST_TYPE, 1)
-        line = self.cmdline[:abi.COMMAND_LINE_SIZE - 1]
-        buf[abi.BOOT_CMDLINE_ADDR:abi.BOOT_CMDLINE_ADDR + len(line)] = line
+        # The Launcher copies the whole line and its NUL, however long (the
+        # Guest keeps only COMMAND_LINE_SIZE bytes of it), over whatever is
+        # there; we refuse a line that would run into the kernel above it.
+        end = abi.BOOT_CMDLINE_ADDR + len(self.cmdline) + 1
+        lowest = min((seg.paddr for seg in image.segments
+                      if seg.paddr >= abi.BOOT_CMDLINE_ADDR), default=len(buf))
+        if self.cmdline and end > lowest:
+            raise UsageError("--cmdline is %d bytes: it would overwrite the kernel at "
+                             "physical %#x" % (len(self.cmdline), lowest))
+        buf[abi.BOOT_CMDLINE_ADDR:end] = self.cmdline + b"\0"
 
     def _page_tables(self, buf, page_offset):
         """Map physical [0, mem) at page_offset with flags 7, no identity map.

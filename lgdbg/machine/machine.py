@@ -15,6 +15,8 @@ hypercall, serves the Launcher and tries to deliver an interrupt.
 import time
 from contextlib import contextmanager
 
+from unicorn import UcError
+
 from .. import abi
 from ..errors import UsageError
 from ..image import Image, load_image
@@ -24,8 +26,12 @@ from .events import EventBus
 from .host import Host
 from .launcher import Launcher
 from .memory import GuestMemory
+from . import switcher
 from .page_tables import PageTables
 from .watchdog import Watchdog
+
+# x86 instruction prefixes (operand and address size, rep, lock, segments).
+_PREFIXES = frozenset((0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 DEFAULT_MEM_MIB = 32
 DEFAULT_HOST_TICK = 1_000_000
@@ -199,6 +205,9 @@ class Machine:
                     return Stop("halted-forever",
                                 reason="halted with nothing that can ever wake it")
                 continue
+            self._return_to_guest()
+            if self.host.dead:
+                continue
             stop = self._run_guest(limit)
             if stop is not None:
                 if self._recording is None:
@@ -239,21 +248,14 @@ class Machine:
             return Stop("breakpoint", addr=ex.eip)
         if kind == "watch":
             return Stop("watch", watch=ex.watch)
-        if kind == "intr" and ex.soft and self.cpu.cpl == 3 and not self._user_may_int(ex.intno):
-            # `int n` from user mode through a gate it may not use (the
-            # hypercall gate has DPL 1): the CPU raises #GP(n*8+2) instead, and
-            # the int does not retire.
-            at = ex.eip - (2 if self.cpu.read_virt(ex.eip - 2, 1) == b"\xcd" else 1)
-            if self.clock.deterministic:
-                self.clock.icount -= 1
-            self.cpu.set_reg("eip", at)
-            self.host.handle_trap(13, ex.intno * 8 + 2, at)
-            self._entry_pending = True
-        elif kind == "intr" and ex.intno == abi.LGUEST_TRAP_ENTRY and ex.soft:
-            r = self.cpu.regs()
-            self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
-            self._entry_pending = True
-        elif kind == "intr" and ex.intno == 14 and not ex.soft:
+        if kind == "intr" and ex.intno == 14 and not ex.soft:
+            if not ex.fetch and self._string_io_at(ex.eip):
+                # The CPU checks the I/O permission before touching memory: an
+                # ins/outs whose operand is unmapped is a #GP(0), not a #PF.
+                self.host.handle_trap(13, 0, ex.eip)
+                self._entry_pending = True
+                self._timed_events()
+                return None
             errcode = self.cpu.last_error_code()
             if self.pt.tracking_fault(ex.addr, errcode):
                 # Only the snapshot code's write tracking faulted: not a Host
@@ -265,8 +267,11 @@ class Machine:
             self._page_fault(ex.addr, errcode)
             self._entry_pending = True
         elif kind == "intr":
-            errcode = self.cpu.last_error_code() if ex.intno in abi.TRAPS_WITH_ERRCODE else 0
-            self.host.handle_trap(ex.intno, errcode, self.cpu.reg("eip"))
+            self._interrupt(ex)
+        elif kind == "mem" and not ex.fetch and self._string_io_at(ex.eip):
+            # The CPU checks the I/O permission before touching memory: an
+            # ins/outs whose operand is unmapped is a #GP(0), not a #PF.
+            self.host.handle_trap(13, 0, ex.eip)
             self._entry_pending = True
         elif kind == "mem":
             # Only a jump to emu_start's `until` gets here: unicorn stopped
@@ -282,10 +287,83 @@ class Machine:
         self._timed_events()
         return None
 
-    def _user_may_int(self, vector):
-        gate = self.host.idt.get(vector)
-        return vector != abi.LGUEST_TRAP_ENTRY and gate is not None and \
-            abi.decode_gate(*gate).dpl == 3
+    def _interrupt(self, ex):
+        """An interrupt or exception meets the IDT the Host built (copy_traps).
+
+        unicorn hands every vector to a hook instead of an IDT, so the CPU's
+        part is done here: the gate's DPL check for software interrupts, then
+        either the CPU's own delivery into the Guest (a direct trap: not a
+        Host entry at all) or an exit to the Host.
+        """
+        vector, host = ex.intno, self.host
+        if ex.soft and self.cpu.cpl > host.gate_dpl(vector):
+            # `int n`, int3 or into through a gate whose DPL is below CPL:
+            # #GP with error code n*8+2 (IDT, external 0), and the int does
+            # not retire.  Every default gate has DPL 0 (the hypercall's 1).
+            at = ex.eip - self._soft_int_length(ex.eip, vector)
+            if self.clock.deterministic:
+                self.clock.icount -= 1
+            self.cpu.set_reg("eip", at)
+            host.handle_trap(13, vector * 8 + 2, at)
+        elif host.direct_trap(vector):
+            # Software interrupts never push an error code; faults do.
+            errcode = None
+            if vector in abi.TRAPS_WITH_ERRCODE and not ex.soft:
+                errcode = self.cpu.last_error_code()
+            host.deliver_direct(vector, errcode, ex.eip)
+            return
+        elif vector == abi.LGUEST_TRAP_ENTRY and ex.soft:
+            r = self.cpu.regs()
+            self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
+            host.errcode = 0                  # the Switcher's stub pushes 0
+        else:
+            errcode = self.cpu.last_error_code() if vector in abi.TRAPS_WITH_ERRCODE else 0
+            host.handle_trap(vector, errcode, self.cpu.reg("eip"))
+        self._entry_pending = True
+
+    def _soft_int_length(self, eip_after, vector):
+        # `int $n` is CD n; int3 (CC) and into (CE) are one byte.
+        try:
+            last = self.cpu.read_virt(eip_after - 1, 1)[0]
+        except UcError:
+            return 2
+        return 1 if (vector, last) in ((3, 0xCC), (4, 0xCE)) else 2
+
+    def _return_to_guest(self):
+        """switch_to_guest (switcher.S) reloads every segment register.
+
+        The Switcher pops GS, FS, DS, ES and irets into CS and SS at every
+        return, so a LOAD_GDT or LOAD_TLS reaches the selectors already
+        loaded, and a selector whose descriptor became invalid faults in the
+        Switcher ("unhandled trap 256").  Reloading changes nothing while the
+        GDT is unchanged (the CPU checked each selector when it was loaded),
+        so we only do it after the Host changed the GDT.
+        """
+        host = self.host
+        if not host.gdt_changed:
+            return
+        host.gdt_changed = False
+        regs = self.cpu.regs()
+        loaded = switcher.switch_to_guest(self.cpu.gdt, regs)
+        try:
+            if loaded is not None:
+                for name in ("cs", "ss", "gs", "fs", "ds", "es"):
+                    self.cpu.set_reg(name, loaded[name])
+        except UcError:
+            loaded = None       # unicorn's own descriptor check: never a crash
+        if loaded is None:
+            host.switcher_fault(regs["eip"])
+
+    def _string_io_at(self, eip):
+        """Is the instruction at eip an ins or outs (after any prefixes)?"""
+        try:
+            code = self.cpu.read_virt(eip, 15)
+        except UcError:         # not mapped: no instruction to look at
+            return False
+        for byte in code:
+            if byte not in _PREFIXES:
+                return byte in (0x6C, 0x6D, 0x6E, 0x6F)
+        return False
 
     def _budget(self, limit):
         """Instructions until the next thing that needs the Host or the caller."""
@@ -423,12 +501,22 @@ class Machine:
         return self.same_fault[1] >= STUCK_FAULTS
 
     def _io(self, ex):
-        if self.cpu.cpl == abi.GUEST_PL:
-            self.host.emulate_insn(ex.eip)
-        else:
-            # User code may not do I/O: the #GP the CPU would have raised.
-            self.cpu.set_reg("eip", ex.eip)
-            self.host.handle_trap(13, 0, ex.eip)
+        """An in/out/ins/outs: at IOPL 0 the CPU refuses it with #GP(0).
+
+        unicorn skips the I/O permission check and has already run the
+        instruction (one iteration of a rep) when its hook tells us, so put
+        back what it changed (EIP, and ESI/EDI/ECX for the string forms) and
+        let the Host see the #GP(0) the CPU would have raised: run_guest's
+        case 13 tries emulate_insn first.  One thing cannot be put back: for
+        `ins`, unicorn stores to ES:EDI before the hook runs, so that one
+        element keeps what it stored.
+        """
+        for name, value in ex.undo.items():
+            self.cpu.set_reg(name, value)
+        self.cpu.set_reg("eip", ex.eip)
+        if self.clock.deterministic:
+            self.clock.icount -= 1          # a faulting instruction does not retire
+        self.host.handle_trap(13, 0, ex.eip)
 
     @property
     def powered_off(self):

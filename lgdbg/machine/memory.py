@@ -42,7 +42,11 @@ class GuestMemory:
         self.cpu.invalidate_phys_ranges(merged)
 
     def ok(self, phys, length):
-        return 0 <= phys and length >= 0 and phys + length <= self.limit
+        """lguest_address_ok (core.c): the END of the access must lie below the
+        limit, so an access that ends exactly at the top is refused, and one
+        whose end wraps past 4 GiB is refused too."""
+        end = phys + length
+        return 0 <= phys and length >= 0 and end <= 0xFFFFFFFF and end < self.limit
 
     def read(self, phys, length):
         if not self.ok(phys, length):
@@ -65,9 +69,17 @@ class GuestMemory:
         return True
 
     def read_u32(self, phys):
+        """lgread_u32 (core.c): its kill reason names no length."""
+        if not self.ok(phys, 4):
+            self._kill("bad read address %#x" % (phys & 0xFFFFFFFF))
+            return 0
         return struct.unpack("<I", self.read(phys, 4))[0]
 
     def write_u32(self, phys, value):
+        """lgwrite_u32 (core.c): its kill reason names no length."""
+        if not self.ok(phys, 4):
+            self._kill("bad write address %#x" % (phys & 0xFFFFFFFF))
+            return False
         return self.write(phys, struct.pack("<I", value & 0xFFFFFFFF))
 
     def read_cstring(self, phys, maxlen):

@@ -41,11 +41,15 @@ def _defer_detail(info, name):
 
 
 def _trap_detail(info, name):
-    vector, errcode, eip, cr2, delivered, emulated = info
+    vector, errcode, eip, cr2, delivered, emulated, direct = info
     parts = ["error code %#x" % errcode if errcode is not None else "",
              "eip %s" % name(eip) if eip is not None else "",
              "cr2 %#x" % cr2 if cr2 is not None else "",
              "emulated by the Host" if emulated else
+             # A direct trap (trap gate, vector below 32 or 0x80) never
+             # reaches the real Host: the CPU delivers it through the Guest's
+             # own gate, with the CPU's IF in the pushed eflags.
+             "delivered directly by the CPU through the guest's trap gate" if direct else
              ("reflected to the guest" if delivered else "not delivered")]
     return ", ".join(p for p in parts if p)
 

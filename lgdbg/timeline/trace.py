@@ -206,7 +206,8 @@ class _Reader:
             return
         track = "trap-emulated" if ev.get("emulated") else "trap"
         self.guest(track).mark(x, name, (v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"),
-                                         ev.get("delivered"), ev.get("emulated")))
+                                         ev.get("delivered"), ev.get("emulated"),
+                                         ev.get("direct")))
 
     def raise_(self, ev, x, t):
         if self.visible(x):
