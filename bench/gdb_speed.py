@@ -113,13 +113,13 @@ class Qemu:
         self.proc.wait()
 
 
-def measure(address, image, ram_start, steps, reps, breakpoints=0):
+def measure(address, image, ram_start, steps, reps, breakpoints=0, spin="spin"):
     # Ctrl-C through MI (async, so -exec-interrupt reaches the running target).
     gdb = Gdb(timeout=120)
     try:
         gdb.cli("file %s" % image)
         gdb.mi("-target-select remote %s" % address)
-        gdb.mi("-break-insert spin")
+        gdb.mi("-break-insert %s" % spin)
         gdb.mi("-exec-continue")
         assert gdb.wait_stopped(60)["reason"] == "breakpoint-hit"
         gdb.mi("-break-delete")
@@ -176,7 +176,12 @@ def main():
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--breakpoints", type=int, default=0,
                     help="breakpoints (never hit) set while stepping")
+    ap.add_argument("--kernel", action="store_true",
+                    help="also measure lgdbg on the real 2.6.23 kernel (../shared/kernel or "
+                         "LGDBG_TEST_KERNEL) running a spinning /init, against the spin guest")
     args = ap.parse_args()
+    if args.kernel:
+        return kernel_figures(args)
     for tool in ("gdb", "gcc", "ld", "qemu-system-i386"):
         if not shutil.which(tool):
             sys.exit("bench/gdb_speed.py needs %s" % tool)
@@ -205,6 +210,50 @@ def main():
     for name, a, b, ratio in rows:
         print("%-36s %12.1f %12.1f %9.2fx" % (name, a, b, ratio))
     print("(ratio: how many times better lgdbg is; >= 1.0x meets the goal)")
+
+
+def kernel_figures(args):
+    """The same measurements on the real kernel, its /init spinning in user
+    mode under the clock, beside the bundled spin guest in the same run."""
+    import gzip
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import kernelboot
+    path, how = kernelboot.kernel_source()
+    if not os.path.exists(path):
+        sys.exit("no kernel at %s (%s); set LGDBG_TEST_KERNEL" % (path, how))
+    with tempfile.TemporaryDirectory() as tmp:
+        vmlinux = os.path.join(tmp, "vmlinux")
+        with (gzip.open(path) if path.endswith(".gz") else open(path, "rb")) as src, \
+                open(vmlinux, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        progs = kernelboot.build_programs(tmp)
+        initrd = kernelboot.build_initrd(os.path.join(tmp, "spin.cpio"), progs["spin"],
+                                         compress=False)
+        lg_image, _ = build(tmp)
+        with Serve(lg_image) as serve:
+            ex = measure(serve.address, lg_image, 0xC0000000, args.steps, args.reps)
+        # Stop in the kernel's timer handler, once /init spins: every later
+        # stop lands in a live kernel with user space running.
+        with Serve(vmlinux, "--initrd", initrd) as serve:
+            kn = measure(serve.address, vmlinux, 0xC0000000, args.steps, args.reps,
+                         spin="*%#x" % kernelboot_symbol(progs["spin"], "main"))
+    print("%-36s %12s %12s %10s" % ("gdb 13 against lgdbg on", "2.6.23", "spin guest",
+                                    "ratio"))
+    for name, key, scale in (("Ctrl-C delay (ms, median of %d)" % args.reps, "ctrl_c_s", 1e3),
+                             ("stepi round trips per second", "stepi_per_s", 1),
+                             ("dump binary memory 1 MiB (MiB/s)", "dump_mib_per_s", 1)):
+        print("%-36s %12.1f %12.1f %9.2fx" % (name, kn[key] * scale, ex[key] * scale,
+                                             kn[key] / ex[key]))
+    print("(ratio: the kernel's figure over the spin guest's)")
+
+
+def kernelboot_symbol(elf, name):
+    out = subprocess.run(["nm", elf], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise RuntimeError("no symbol %s in %s" % (name, elf))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ PROGRAMS = {
     "selftest": ["selftest.c", "fpu.S"],   # every check, one line each
     "child": ["child.c"],           # exec'd by selftest as /bin/child
     "bptest": ["bptest.c"],         # one page at two addresses, for breakpoint tests
+    "spin": ["spin.c"],             # never ends: bench/gdb_speed.py --kernel
 }
 
 # The selftest's checks, in its order: each prints "ok: NAME: ..." or "FAIL: NAME: ...".

@@ -237,6 +237,7 @@ def test_handlers_never_raise_and_rejections_change_nothing(session, payloads):
 @pytest.mark.parametrize("payload", [
     b"Pa=00000000", b"Pa=10000000", b"Pa=63000000", b"Pb=00000000", b"Pb=6b000000",
     b"Pc=08000000", b"Pd=ffff0000", b"P8=zz", b"P0=0011", b"P40=ffffffffff",
+    b"P9=02020200", b"P9=02320000",             # eflags with VM, with IOPL 3
 ])
 def test_refused_register_writes_change_nothing(session, payload):
     # CS/SS belong to the Host (unicorn would take CS 0 as given and the

@@ -22,6 +22,7 @@ _FPU_UC = {"fctrl": X.UC_X86_REG_FPCW, "fstat": X.UC_X86_REG_FPSW, "ftag": X.UC_
            "fiseg": X.UC_X86_REG_FCS, "fioff": X.UC_X86_REG_FIP, "foseg": X.UC_X86_REG_FDS,
            "fooff": X.UC_X86_REG_FDP, "fop": X.UC_X86_REG_FOP}
 _GPR_UC = {n: getattr(X, "UC_X86_REG_" + n.upper()) for n in GPRS}
+_HOST_EFLAGS = 0x3000 | 0x20000          # IOPL, VM
 
 # (name, size) by regnum
 LAYOUT = ([(n, 4) for n in GPRS] + [("st%d" % i, 10) for i in range(8)]
@@ -134,6 +135,13 @@ def write_reg(cpu, regnum, data):
         # unicorn cannot move the Guest between rings on a register write (it
         # would take CS 0 or a ring-0 selector as given): the Host owns these.
         raise ValueError("%s cannot be changed from the debugger" % name)
+    if name == "eflags":
+        # IOPL and VM decide what the Guest may do at all (VM would take it
+        # to virtual-8086 mode, where any selector loads): the Host's, like
+        # CS and SS.  The Guest's own popf cannot change them at ring 1 either.
+        old = int.from_bytes(read_reg(cpu, regnum), "little")
+        if (old ^ int.from_bytes(data, "little")) & _HOST_EFLAGS:
+            raise ValueError("eflags IOPL and VM cannot be changed from the debugger")
     uc = cpu.uc
     if regnum < 24 and regnum >= 16:
         mant = int.from_bytes(data[:8], "little")

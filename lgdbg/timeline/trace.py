@@ -202,7 +202,7 @@ class _Reader:
         if ev.get("demand"):
             # Resolved by the Host from the Guest's tables: the Guest never saw it.
             self.pagetables("demand").mark(x, "demand fault", (
-                v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"), False, False))
+                v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"), False, False, False))
             return
         track = "trap-emulated" if ev.get("emulated") else "trap"
         self.guest(track).mark(x, name, (v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"),
