@@ -150,7 +150,8 @@ def test_reverse_across_demand_faults_page_table_calls_and_a_context_switch(vmli
         # All of RAM is hashed every 25 steps (30 ms a time); registers, the
         # shadow tables and the count at every step.
         digest = ram_digest(m) if step % 25 == 0 else None
-        return register_state(m), digest, m.pt.save_state()["pages"], m.icount
+        return (register_state(m), digest, m.pt.logical_pages(m.pt.save_state()),
+                m.icount)
     states = []
     for step in range(600):
         states.append(state(step))

@@ -495,20 +495,28 @@ class PageTables:
     def save_state(self):
         """Everything that decides the Guest's future: slots and pool pages.
 
-        Entries withheld for tracking are saved as the Host made them.
+        The pages are saved as they are, with the entries the write tracker
+        withholds listed beside them ("held"): patching those back into the
+        copy on every save cost more than the rest of a checkpoint.
         """
-        words = self.pool.words
-        pages = {}
-        for page in self.pool.in_use():
-            pages[page] = bytearray(self.pool.buf[page * abi.PAGE_SIZE:(page + 1) * abi.PAGE_SIZE])
-        for at in self._held_back:
-            page, idx = divmod(at, PTES_PER_PAGE)
-            raw = pages[page]
-            raw[idx * 4:idx * 4 + 4] = (words[at] | _PAGE_RW).to_bytes(4, "little")
+        buf = self.pool.buf
+        size = abi.PAGE_SIZE
         return {"cr3": list(self.cr3), "spgd": list(self.spgd), "pgdidx": self.pgdidx,
                 "random_state": self.random_state, "fills": self.fills,
                 "free": list(self.pool.free), "next_page": self.pool.next_page,
-                "pages": {p: bytes(b) for p, b in pages.items()}}
+                "pages": {p: bytes(buf[p * size:(p + 1) * size]) for p in self.pool.in_use()},
+                "held": tuple(self._held_back)}
+
+    @staticmethod
+    def logical_pages(state):
+        """A saved state's pages as the Host made them (withheld entries
+        writable again): what two states must agree on to be the same."""
+        pages = {p: bytearray(raw) for p, raw in state["pages"].items()}
+        for at in state["held"]:
+            page, idx = divmod(at, PTES_PER_PAGE)
+            view = memoryview(pages[page]).cast("I")
+            view[idx] |= _PAGE_RW
+        return {p: bytes(raw) for p, raw in pages.items()}
 
     def restore_state(self, state):
         pool = self.pool
@@ -519,6 +527,8 @@ class PageTables:
             off = page * abi.PAGE_SIZE
             if pool.buf[off:off + abi.PAGE_SIZE] != raw:
                 pool.buf[off:off + abi.PAGE_SIZE] = raw
+        for at in state["held"]:
+            pool.words[at] |= _PAGE_RW          # as the Host made it; re-withheld below
         pool.free = list(state["free"])
         pool.next_page = state["next_page"]
         self.cr3 = list(state["cr3"])
