@@ -6,7 +6,8 @@ The dependency rule (docs/architecture.md draws the layers):
     ends (run_command, gdbstub/, repl*, explore, journey, timeline/) translate
     into calls on it and never import each other.
   - What front ends share lives in the shared views (inspect, render,
-    pgtable_view, patches, symbols, disasm) and the leaves (abi, image, errors).
+    pgtable_view, patches, symbols, disasm) and the leaves (abi, image, errors,
+    options: the command-line options that build a Machine).
   - gdb_scripts/ runs inside gdb and imports only the stdlib-only modules abi,
     errors, render, patches and journey.
 """

@@ -42,7 +42,7 @@ import time
 
 from . import abi, images
 from .errors import LgdbgError, UsageError
-from .run_command import add_initrd_option, read_initrd
+from .options import add_initrd_option, read_initrd
 
 DEFAULT_BUDGET = 20_000_000       # instructions after the snapshot
 SETTLED = "settled"

@@ -15,7 +15,7 @@ import threading
 
 from . import images
 from .errors import UsageError
-from .run_command import add_console_input_option, add_machine_options, build_machine
+from .options import add_console_input_option, add_machine_options, build_machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # gdb_scripts/ as package data (pip install), or beside the package (checkout).

@@ -20,7 +20,7 @@ import threading
 
 from . import images
 from .errors import UsageError
-from .run_command import add_console_input_option, add_machine_options, build_machine
+from .options import add_console_input_option, add_machine_options, build_machine
 
 
 def configure(parser):

@@ -10,7 +10,7 @@ was, for the next client; `kill` ends the stub.
 import sys
 
 from ..errors import UsageError
-from ..run_command import add_console_input_option, add_machine_options, build_machine
+from ..options import add_console_input_option, add_machine_options, build_machine
 
 DEFAULT_LISTEN = "127.0.0.1:1234"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
