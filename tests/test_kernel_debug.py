@@ -166,3 +166,44 @@ def test_reverse_across_demand_faults_page_table_calls_and_a_context_switch(vmli
     for step, want in list(enumerate(states))[1:] + [(600, end)]:
         dbg.stepi(1)
         assert state(step) == want
+
+
+@pytest.fixture(scope="module")
+def selftest_initrd(tmp_path_factory):
+    progs = kernelboot.build_programs(tmp_path_factory.mktemp("selftest"))
+    return kernelboot.build_initrd(tmp_path_factory.mktemp("initrd") / "selftest.cpio",
+                                   progs["selftest"], [("bin/child", progs["child"])],
+                                   compress=False)
+
+
+def test_monitor_console_send_types_a_line_the_guest_reads(vmlinux, selftest_initrd):  # noqa: F811,E501
+    from lgdbg.debugger import Debugger
+    from lgdbg.gdbstub.monitor import Monitor
+    from lgdbg.machine import Machine
+    out = bytearray()
+    with open(selftest_initrd, "rb") as f:
+        m = Machine(vmlinux, initrd=f.read(), output=out.extend)
+    mon = Monitor(m, Debugger(m))
+    assert "queued" in mon.run("console send typed  by a debugger")
+    assert m.run().kind == "poweroff"
+    assert "ok: console: read back 'typed  by a debugger'" in out.decode()
+
+
+def test_console_input_file_for_the_repl(vmlinux, selftest_initrd, tmp_path):  # noqa: F811
+    (tmp_path / "input.txt").write_text("from a file\n")
+    (tmp_path / "script").write_text("continue\n")
+    r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", "--initrd", selftest_initrd,
+                        "--console-input", str(tmp_path / "input.txt"), "--batch",
+                        str(tmp_path / "script"), vmlinux],
+                       capture_output=True, text=True, timeout=CONTINUE_TIMEOUT)
+    assert "ok: console: read back 'from a file'" in r.stdout, r.stdout[-2000:] + r.stderr
+    assert "powered off" in r.stdout
+
+
+def test_missing_initrd_or_console_input_is_one_line_status_2(vmlinux, tmp_path):  # noqa: F811
+    for args in (["run", "--initrd", str(tmp_path / "nope")],
+                 ["serve", "--console-input", str(tmp_path / "nope")]):
+        r = subprocess.run([sys.executable, "-m", "lgdbg"] + args + [vmlinux],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2
+        assert len(r.stderr.strip().splitlines()) == 1 and "nope" in r.stderr

@@ -29,6 +29,9 @@ miss (the TLB is small and every CR3 write empties it), and unicorn restores
 CPU state before each call (unicorn issue 2342).  Guest RAM stays mapped
 once, at physical 0 in unicorn's address space, so translated code is keyed by
 physical page and a Guest store through any mapping invalidates it.
+Measured (bench/kernel_boot.py): the real 2.6.23 kernel boots to power-off in
+94 M instructions with 1,309 shadow fills, 0.9% of its time, at 0.58x the
+rate of a tight loop guest.
 
 The consequence that makes this a debugger for real lguest bugs: a stale
 shadow behaves as under lguest.  A Guest that changes a PTE without SET_PTE
