@@ -19,7 +19,8 @@ from . import abi
 __all__ = [
     "addr", "render_lguest_data", "render_noirq", "render_irq_decision",
     "render_step_irq", "render_hcalls", "render_idt", "render_host",
-    "render_status", "render_catchpoints", "render_patches", "render_journey_position",
+    "render_status", "render_catchpoints", "render_patches", "render_patch_sites",
+    "render_journey_position",
 ]
 
 
@@ -430,6 +431,57 @@ def render_patches(rows, sym):
                 out.append("    %s%s" % (addr(s, sym), state))
         out.append("")
     return "\n".join(out).rstrip("\n")
+
+
+def _site_now(s, sym):
+    """What a site holds now, in words."""
+    n = s["len"]
+    if s["state"] == "template":
+        return "template %s (lguest_patch's copy, NOP-padded to %d bytes)" % (s["template"], n)
+    if s["state"] in ("call", "jmp"):
+        return "%s %s (paravirt_patch_default)" % (s["state"], addr(s["target"], sym))
+    return {"original": "original indirect call through paravirt_ops (not patched)",
+            "nops": "NOPs (the operation is paravirt_nop)",
+            "freed": "freed with .init (0xcc poison)",
+            "other": "something else (neither template, original, call/jmp nor NOPs)",
+            "unreadable": "unreadable (not mapped now)"}[s["state"]]
+
+
+def _counts(counts):
+    return ", ".join("%s %d" % kv for kv in counts.items())
+
+
+def render_patch_sites(report, sym, shown=None, summary_only=False):
+    """A real kernel's patch sites (lgdbg.patches.kernel_sites) and a summary line.
+
+    `shown` is the subset of report["sites"] to list (a filter's result);
+    the summary line counts those, by state and by type.
+    """
+    from .patches import count_sites
+    sites = report["sites"]
+    shown = sites if shown is None else shown
+    out = ["%d paravirt patch sites, from the %s (read from the file: the kernel frees "
+           "that table with .init once it has booted)" % (len(sites), report["table"]),
+           "types named from %s" % report["names_from"]]
+    if report["templates"]:
+        out.append("lguest's templates (lguest_patch copies them):")
+        for t in report["templates"]:
+            raw = bytes(t.get("bytes") or b"")
+            out.append("  %-6s [%s, %s), %d bytes: %s"
+                       % (t["name"], addr(t["start"], sym), addr(t["end"], sym),
+                          t["end"] - t["start"], " ".join("%02x" % b for b in raw)))
+    if not summary_only:
+        out += _table([("address", "type", "len", "now")] +
+                      [(addr(s["address"], sym), s["type_name"], s["len"], _site_now(s, sym))
+                       for s in shown])
+    states, types = count_sites(shown)
+    what = "%d sites" % len(shown) if shown is sites else \
+        "%d of %d sites" % (len(shown), len(sites))
+    out.append("summary: %s; by state: %s; by type: %s"
+               % (what, _counts(states) or "none",
+                  ", ".join("%s %d (%s)" % (name, sum(c.values()), _counts(c))
+                            for name, c in types.items()) or "none"))
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------- journey

@@ -905,10 +905,34 @@ class Commands:
         self.say("Catchpoint %d (%s)" % (cp.number, cp.describe()))
 
     def cmd_patches(self, args):
-        """patches: each lgstart_X/lgend_X template, its bytes and disassembly, and its call sites."""
+        """patches [--type NAME] [--state STATE] [--summary]: the paravirt patch sites.
+
+        On a paravirt kernel: each site of the ELF file's .parainstructions, its
+        type by name and what its bytes are now (template, original, call, jmp,
+        nops, freed, other, unreadable), and a summary line.  On the examples:
+        each lgstart_X/lgend_X template, its bytes and disassembly, and its call sites."""
+        from . import patches
+        elf = self._elf()
+        if elf is not None and patches.kernel_image(elf):
+            type_name, state, summary = patches.parse_options(args.split())
+            names = self.symbols.by_name if self.symbols is not None else {}
+            report = patches.kernel_sites(
+                elf, patches.templates_from_names(names), names.get, self.m.read_memory)
+            shown = patches.select_sites(report["sites"], type_name, state)
+            self.say(render.render_patch_sites(report, self.sym, shown, summary))
+            return
         if args:
-            raise CommandError("patches takes no arguments")
+            raise CommandError("patches takes options only on a paravirt kernel image")
         self.say(render.render_patches(self.patch_rows(), self.sym))
+
+    def _elf(self):
+        """The image as an lgdbg.elf32.Elf32 (read once), or None without one."""
+        if self.image_path is None:
+            return None
+        if getattr(self, "_elf_file", None) is None:
+            from .elf32 import Elf32
+            self._elf_file = Elf32(self.image_path)
+        return self._elf_file
 
     def patch_rows(self):
         if self.symbols is None:
