@@ -36,6 +36,29 @@ def addr(value, sym=None):
 
 _fmt_addr = addr      # for functions whose parameter is named addr
 
+# The labels of lguest_iret's window.  Another symbol can share an address
+# with one (in 2.6.23 the function after lguest_asm.S, lguest_dev_match,
+# starts at lguest_noirq_end): where they do, the window's own name says more.
+WINDOW_LABELS = ("lguest_iret", "lguest_noirq_start", "lguest_noirq_end")
+
+
+def prefer_labels(sym, lookup, names=WINDOW_LABELS):
+    """A `sym` that names an address exactly at one of `names` by that name.
+
+    lookup maps a name to its address or None (each front end has its own)."""
+    labels = {}
+    for name in names:
+        try:
+            a = lookup(name)
+        except Exception:     # a lookup failure only means "no such label"
+            a = None
+        if a is not None:
+            labels.setdefault(a, name)
+
+    def named(value):
+        return labels.get(value) or _sym(sym, value)
+    return named
+
 
 def _sym(sym, value):
     if sym is None or value is None:
@@ -172,14 +195,19 @@ def _describe_call(nr, args, sym):
 
 # --------------------------------------------------------------- noirq window
 
-def render_noirq(eip, start, end, sym, disasm_rows):
-    """Is EIP inside [noirq_start, noirq_end)?  With the window disassembled."""
+def render_noirq(eip, start, end, sym, disasm_rows, window_sym=None):
+    """Is EIP inside [noirq_start, noirq_end)?  With the window disassembled.
+
+    window_sym, when given, names the window's two ends (prefer_labels);
+    EIP and the instructions keep `sym`'s names."""
+    ends = window_sym or sym
     if not start and not end:
         return ("inside the noirq window: no (EIP %s; no noirq window registered: "
                 "lguest_data.noirq_start/noirq_end are 0)" % addr(eip, sym))
     inside = start <= eip < end
     out = ["inside the noirq window: %s (EIP %s)" % (_yes(inside), addr(eip, sym)),
-           "noirq window: [%s, %s), %d bytes" % (addr(start, sym), addr(end, sym), end - start)]
+           "noirq window: [%s, %s), %d bytes" % (addr(start, ends), addr(end, ends),
+                                                  end - start)]
     if inside:
         out.append("the Host will not deliver an interrupt here, whatever irq_enabled says")
     rows = list(disasm_rows or [])

@@ -799,7 +799,7 @@ class Commands:
                                "and the image has no lguest_data symbol: give an ADDR")
         raw = self.read(addr, abi.layout(version)["size"])
         decoded = abi.decode_lguest_data(raw, version)
-        self.say(render.render_lguest_data(decoded, addr, self.sym, version))
+        self.say(render.render_lguest_data(decoded, addr, self.window_sym(), version))
 
     def cmd_noirq(self, args):
         """noirq: is EIP inside the noirq window?  The window disassembled, EIP marked."""
@@ -816,7 +816,13 @@ class Commands:
             first = func[1] if func and func[1] <= start else start
             last = max(end, func[2]) if func else end
             rows = [(a, text) for a, _, text in self._disas_range(first, min(last, first + 256))]
-        self.say(render.render_noirq(eip, start, end, self.sym, rows))
+        self.say(render.render_noirq(eip, start, end, self.sym, rows, self.window_sym()))
+
+    def window_sym(self):
+        """self.sym, but the window's labels name their own addresses (see
+        render.prefer_labels): the same names as gdb's lguest-noirq."""
+        names = self.symbols.by_name if self.symbols is not None else {}
+        return render.prefer_labels(self.sym, names.get)
 
     def cmd_irq(self, args):
         """irq [raise N | clear N | stepping on|off]: pending irqs and what the Host would decide."""
