@@ -20,7 +20,7 @@ __all__ = [
     "addr", "render_lguest_data", "render_noirq", "render_irq_decision",
     "render_step_irq", "render_hcalls", "render_idt", "render_host",
     "render_status", "render_catchpoints", "render_patches", "render_patch_sites",
-    "render_journey_position",
+    "render_journey_position", "render_journey_definition",
 ]
 
 
@@ -517,3 +517,10 @@ def render_patch_sites(report, sym, shown=None, summary_only=False):
 def render_journey_position(pc, path, line, sym):
     """The line before a journey fragment: where the pc is in the sources."""
     return "pc %s is at %s:%d; the journey there:" % (addr(pc, sym), path, line)
+
+
+def render_journey_definition(pc, label, path, line, sym):
+    """The same line where the pc has no line information: the journey is
+    found from the label at the pc and where the sources define it."""
+    return ("pc %s has no line information; %s is defined at %s:%d; the journey there:"
+            % (addr(pc, sym), label, path, line))
