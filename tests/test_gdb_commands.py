@@ -294,7 +294,7 @@ def test_step_irq_until_reports_the_deferral(iret):
     text = g.cli("lguest-step-irq --until").console
     assert "delivered irq 0" in text
     assert re.search(r"deferred by \d+ instructions", text)
-    assert "inside the noirq window at 0xc0100321 <lguest_iret+5>" in text
+    assert "inside the noirq window at 0xc0100321 <lguest_noirq_start>" in text
 
 
 def at_idle_loop_after_a_tick(g):
