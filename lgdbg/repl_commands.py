@@ -936,8 +936,11 @@ class Commands:
         if self.image_path is None:
             return None
         if getattr(self, "_elf_file", None) is None:
-            from .elf32 import Elf32
-            self._elf_file = Elf32(self.image_path)
+            from .elf32 import Elf32, ElfError
+            try:
+                self._elf_file = Elf32(self.image_path)
+            except ElfError:            # not ELF32: no paravirt kernel either
+                return None
         return self._elf_file
 
     def patch_rows(self):

@@ -340,7 +340,12 @@ def test_patches_after_boot(session, kernel):
     for op, tmpl in TEMPLATE_TYPES.items():
         rows = cli(g, "lguest-patches --type %s --state template" % op)
         assert "template %s (lguest_patch's copy" % tmpl in rows
-    assert "unknown state" in g.cli("lguest-patches --state bogus", check=False).error
+    for bad, words in (("--state bogus", "unknown state"), ("--type", "needs a value"),
+                       ("--type nope", "no patch site of type 'nope'"),
+                       ("extra", "unknown argument")):
+        res = g.cli("lguest-patches %s" % bad, check=False)
+        no_traceback(res)
+        assert res.message == "error" and words in res.error, (bad, res.error)
     run_to(g, "sys_execve")                   # /init: .init is freed and poisoned now
     states, _ = parse_summary(cli(g, "lguest-patches --summary"))
     want = expected_states(kernel, names, freed=True)

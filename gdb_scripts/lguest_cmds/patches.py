@@ -6,7 +6,7 @@ import re
 import gdb
 
 from lgdbg import patches, render
-from lgdbg.elf32 import Elf32
+from lgdbg.elf32 import Elf32, ElfError
 
 from .common import (LguestCommand, disassemble, need_symbols, read_memory, sym,
                      symbol_address, write)
@@ -27,11 +27,19 @@ def templates():
 
 
 def image_elf():
-    """The loaded image as an Elf32, read once per file version."""
+    """The loaded image as an Elf32, read once per file version; None when it
+    is not one (a 64-bit object): then it is no paravirt kernel either."""
     path = gdb.current_progspace().filename
-    key = (path, os.path.getmtime(path))
+    try:
+        key = (path, os.path.getmtime(path))
+    except OSError:
+        return None
     if _elf["key"] != key:
-        _elf.update(key=key, elf=Elf32(path))
+        try:
+            elf = Elf32(path)
+        except ElfError:
+            elf = None
+        _elf.update(key=key, elf=elf)
     return _elf["elf"]
 
 
@@ -72,7 +80,7 @@ Needs only memory, symbols and the image file."""
     def run(self, argv, from_tty):
         need_symbols(self.NAME)
         elf = image_elf()
-        if patches.kernel_image(elf):
+        if elf is not None and patches.kernel_image(elf):
             type_name, state, summary = patches.parse_options(argv)
             report = patches.kernel_sites(elf, templates(), symbol_address, read_memory,
                                           op_names_from_debug_info())
