@@ -503,7 +503,7 @@ def render_patch_sites(report, sym, shown=None, summary_only=False):
                       [(addr(s["address"], sym), s["type_name"], s["len"], _site_now(s, sym))
                        for s in shown])
     states, types = count_sites(shown)
-    what = "%d sites" % len(shown) if shown is sites else \
+    what = "%d sites" % len(shown) if len(shown) == len(sites) else \
         "%d of %d sites" % (len(shown), len(sites))
     out.append("summary: %s; by state: %s; by type: %s"
                % (what, _counts(states) or "none",
