@@ -815,6 +815,11 @@ class Commands:
             func = self.function_at(start)
             first = func[1] if func and func[1] <= start else start
             last = max(end, func[2]) if func else end
+            # A kernel's lguest_noirq_start is a label of its own inside
+            # lguest_iret (a plain label too, without a size): start there.
+            iret = self.symbols.by_name.get("lguest_iret") if self.symbols else None
+            if iret is not None and 0 <= start - iret <= 64 and iret < first:
+                first = iret
             rows = [(a, text) for a, _, text in self._disas_range(first, min(last, first + 256))]
         self.say(render.render_noirq(eip, start, end, self.sym, rows, self.window_sym()))
 

@@ -31,6 +31,10 @@ class Symbols:
                         continue
                     addr = sym["st_value"]
                     self.by_name.setdefault(sym.name, addr)
+                    if sym["st_shndx"] == "SHN_ABS":
+                        # A constant (a kernel's CF_MASK = 1), not a place:
+                        # it names no address in a report.
+                        continue
                     starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL",
                                    _ends_something(sym.name), sym.name))
         except (OSError, ELFError) as e:

@@ -404,6 +404,7 @@ def test_repl_views_at_lguest_iret(repl, kernel):
     noirq = out["noirq"][0]
     assert noirq.startswith("inside the noirq window: no (EIP 0x")
     assert "<lguest_noirq_start>, " in noirq and "<lguest_noirq_end>), 8 bytes" in noirq
+    assert re.search(r"=> 0x\w+ <lguest_iret>:\s+push", noirq), noirq   # from lguest_iret on
     journey = out["journey"][0]
     assert "lguest_iret is defined at drivers/lguest/lguest_asm.S" in journey
     assert "\nG:045 drivers/lguest/lguest_asm.S:" in journey
@@ -412,6 +413,8 @@ def test_repl_views_at_lguest_iret(repl, kernel):
     assert "SET_PTE pgdir=0x1ed000 vaddr=0xffbea000 pte=0x0" in out["hcalls 2"][0]
     assert re.search(r"^0x80\s+syscall\s+0x\w+ <system_call>\s+trap\s+3$", out["idt"][0], re.M)
     assert "verdict: nothing to deliver" in out["irq"][0]
+    # a constant symbol (CF_MASK = 1) names no address
+    assert "blocked_interrupts = 0x00000001 (irqs 0)" in out["irq"][0], out["irq"][0]
     assert "halted: no" in out["host"][0]
 
 
