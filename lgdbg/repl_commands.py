@@ -1032,7 +1032,8 @@ class Commands:
             raise CommandError("journey [next|prev|source DIR]")
         tour = self._load_tour()
         if not tour:
-            raise CommandError("no narrative fragments (/*G:NNN ... :*/) in this guest's sources")
+            raise CommandError("no narrative fragments (/*G:NNN ... :*/) in this guest's "
+                               "sources that can be found; a kernel's: `journey source DIR`")
         from . import journey
         if args == "" or self._journey_at is None:
             here = self._fragment_at_pc(tour)

@@ -355,6 +355,7 @@ def test_patches_after_boot(session, kernel):
 # ---- the REPL: the same views, one more boot --------------------------------------------
 
 REPL_SCRIPT = """\
+journey
 journey source {src}
 break lguest_iret
 continue
@@ -382,7 +383,11 @@ def repl(vmlinux, initrd, tmp_path_factory):  # noqa: F811
     r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", "--batch", str(script),
                         "--mem", "64", "--initrd", initrd, vmlinux],
                        capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # one command fails on purpose (journey before `journey source`): status 1
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [
+        "no narrative fragments (/*G:NNN ... :*/) in this guest's sources that can be "
+        "found; a kernel's: `journey source DIR`"], r.stderr[-2000:]
     assert "Traceback" not in r.stdout + r.stderr
     outputs, current = {}, None
     for line in r.stdout.splitlines():
@@ -405,7 +410,8 @@ def test_repl_views_at_lguest_iret(repl, kernel):
     assert noirq.startswith("inside the noirq window: no (EIP 0x")
     assert "<lguest_noirq_start>, " in noirq and "<lguest_noirq_end>), 8 bytes" in noirq
     assert re.search(r"=> 0x\w+ <lguest_iret>:\s+push", noirq), noirq   # from lguest_iret on
-    journey = out["journey"][0]
+    assert out["journey"][0] == ""            # its error went to stderr (the fixture)
+    journey = out["journey"][1]
     assert "lguest_iret is defined at drivers/lguest/lguest_asm.S" in journey
     assert "\nG:045 drivers/lguest/lguest_asm.S:" in journey
     states, types = parse_summary(out["patches --summary"][0])
