@@ -47,7 +47,7 @@ def _fragments(roots):
             if os.path.realpath(path) not in seen:
                 seen.add(os.path.realpath(path))
                 frags += journey.extract_file(path, os.path.relpath(path, root))
-    for path in _source_files(roots):
+    for path in _source_files():
         if os.path.realpath(path) not in seen:
             seen.add(os.path.realpath(path))
             frags += journey.extract_file(path)
@@ -81,7 +81,7 @@ def source_roots():
     return [r for i, r in enumerate(roots) if os.path.isdir(r) and r not in roots[:i]]
 
 
-def _source_files(roots):
+def _source_files():
     """Source files of `info sources` that exist, after substitute-path."""
     text = gdb.execute("info sources", to_string=True)
     rules = substitutions()
