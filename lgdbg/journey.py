@@ -243,6 +243,71 @@ def render_tour(fragments):
     return "\n".join(out)
 
 
+def render_parts(fragments, parts=PARTS):
+    """The whole journey as Documentation/lguest's `make Beer` prints it: each
+    part under a {==- Name -==} line (its [ path ] headers start afresh, as
+    each part is a separate run of extract), and {==-==} at the end."""
+    out = []
+    for part in parts:
+        mine = [f for f in fragments if f.part == part]
+        out.append("{==- %s -==}" % PART_NAMES[part])
+        if mine:
+            out.append(render_tour(mine))
+    out.append("{==-==}")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- a source tree
+
+SOURCE_SUFFIXES = (".c", ".h", ".S")
+
+
+def tree_files(root):
+    """The files the journey is read from in a kernel tree, in a stable order:
+    as the Makefile's `find -name '*.[chS]' -wholename '*lguest*'`, every C,
+    header and assembler file whose path below root mentions lguest."""
+    found = []
+    for d, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(d, name)
+            if name.endswith(SOURCE_SUFFIXES) and "lguest" in os.path.relpath(path, root):
+                found.append(path)
+    return found
+
+
+def tree_fragments(root):
+    """Fragments of a tree's journey files, paths shown relative to root."""
+    return [f for p in tree_files(root) for f in extract_file(p, os.path.relpath(p, root))]
+
+
+_C_DEF = r"^[A-Za-z_][^;=]*\b%s\s*\([^;]*$"
+
+
+def find_definition(name, paths):
+    """(path, line) where label or function NAME is defined in one of paths, or None.
+
+    For code without line information (2.6.23's assembler files): an
+    assembler label `NAME:` or `ENTRY(NAME)` first, then a C definition (a
+    line starting with its type and naming NAME( without ending in `;`).
+    """
+    name = re.escape(name)
+    asm = re.compile(r"^\s*(?:%s:|ENTRY\(%s\))" % (name, name))
+    c_def = re.compile(_C_DEF % name)
+    for pattern, suffixes in ((asm, (".S", ".s")), (c_def, (".c", ".h"))):
+        for path in paths:
+            if not path.endswith(suffixes):
+                continue
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for lineno, line in enumerate(f, 1):
+                        if pattern.search(line):
+                            return path, lineno
+            except OSError:
+                continue
+    return None
+
+
 # ---------------------------------------------------------------- debuggers
 
 def _same_file(a, b):
@@ -255,10 +320,18 @@ def _same_file(a, b):
     return a == b or os.path.basename(a) == os.path.basename(b)
 
 
+def _tail_match(a, b):
+    """One path is the other's tail (drivers/lguest/lguest.c and
+    /usr/src/linux/drivers/lguest/lguest.c): a kernel has two lguest.c."""
+    a, b = os.path.normpath(a), os.path.normpath(b)
+    return a.endswith(os.sep + b) or b.endswith(os.sep + a)
+
+
 def fragment_at(fragments, path, line):
     """The fragment that covers `line` of `path`, or precedes it most closely."""
     exact = [f for f in fragments if os.path.normpath(f.path) == os.path.normpath(path)]
-    candidates = exact or [f for f in fragments if _same_file(f.path, path)]
+    candidates = exact or [f for f in fragments if _tail_match(f.path, path)] or \
+        [f for f in fragments if _same_file(f.path, path)]
     before = [f for f in candidates if f.first_line <= line]
     return max(before, key=lambda f: f.first_line, default=None)
 
@@ -342,7 +415,8 @@ def configure(parser):
                         help="only this part: one of %s (%s)" % (
                             " ".join(PARTS), ", ".join(PART_NAMES[p] for p in PARTS)))
     parser.add_argument("files", nargs="*", metavar="FILES",
-                        help="sources or patches to read (default: each bundled example)")
+                        help="sources or patches to read, or one kernel tree DIR (its "
+                             "lguest files, part by part); default: each bundled example")
 
 
 def run(args):
@@ -355,6 +429,15 @@ def run(args):
             and args.files[0] in example_sources():
         # A bundled example by name: `lgdbg journey iret`.
         print(render_tour(example_tour(args.files[0], part)), end="")
+        return 0
+    if len(args.files) == 1 and os.path.isdir(args.files[0]):
+        # A kernel tree: the whole journey, part by part, as `make Beer` reads it.
+        frags = tour(tree_fragments(args.files[0]), part)
+        if not frags:
+            raise UsageError("no journey in %s: no /*X:NNN fragments in its lguest "
+                             "sources (%d files)" % (args.files[0],
+                                                     len(tree_files(args.files[0]))))
+        print(render_parts(frags, (part,) if part else PARTS), end="")
         return 0
     if args.files:
         print(render_tour(tour(extract_files(args.files), part)), end="")

@@ -19,7 +19,8 @@ from . import abi
 __all__ = [
     "addr", "render_lguest_data", "render_noirq", "render_irq_decision",
     "render_step_irq", "render_hcalls", "render_idt", "render_host",
-    "render_status", "render_catchpoints", "render_patches", "render_journey_position",
+    "render_status", "render_catchpoints", "render_patches", "render_patch_sites",
+    "render_journey_position", "render_journey_definition",
 ]
 
 
@@ -34,6 +35,29 @@ def addr(value, sym=None):
 
 
 _fmt_addr = addr      # for functions whose parameter is named addr
+
+# The labels of lguest_iret's window.  Another symbol can share an address
+# with one (in 2.6.23 the function after lguest_asm.S, lguest_dev_match,
+# starts at lguest_noirq_end): where they do, the window's own name says more.
+WINDOW_LABELS = ("lguest_iret", "lguest_noirq_start", "lguest_noirq_end")
+
+
+def prefer_labels(sym, lookup, names=WINDOW_LABELS):
+    """A `sym` that names an address exactly at one of `names` by that name.
+
+    lookup maps a name to its address or None (each front end has its own)."""
+    labels = {}
+    for name in names:
+        try:
+            a = lookup(name)
+        except Exception:     # a lookup failure only means "no such label"
+            a = None
+        if a is not None:
+            labels.setdefault(a, name)
+
+    def named(value):
+        return labels.get(value) or _sym(sym, value)
+    return named
 
 
 def _sym(sym, value):
@@ -171,14 +195,19 @@ def _describe_call(nr, args, sym):
 
 # --------------------------------------------------------------- noirq window
 
-def render_noirq(eip, start, end, sym, disasm_rows):
-    """Is EIP inside [noirq_start, noirq_end)?  With the window disassembled."""
+def render_noirq(eip, start, end, sym, disasm_rows, window_sym=None):
+    """Is EIP inside [noirq_start, noirq_end)?  With the window disassembled.
+
+    window_sym, when given, names the window's two ends (prefer_labels);
+    EIP and the instructions keep `sym`'s names."""
+    ends = window_sym or sym
     if not start and not end:
         return ("inside the noirq window: no (EIP %s; no noirq window registered: "
                 "lguest_data.noirq_start/noirq_end are 0)" % addr(eip, sym))
     inside = start <= eip < end
     out = ["inside the noirq window: %s (EIP %s)" % (_yes(inside), addr(eip, sym)),
-           "noirq window: [%s, %s), %d bytes" % (addr(start, sym), addr(end, sym), end - start)]
+           "noirq window: [%s, %s), %d bytes" % (addr(start, ends), addr(end, ends),
+                                                  end - start)]
     if inside:
         out.append("the Host will not deliver an interrupt here, whatever irq_enabled says")
     rows = list(disasm_rows or [])
@@ -433,6 +462,57 @@ def render_patches(rows, sym):
     return "\n".join(out).rstrip("\n")
 
 
+def _site_now(s, sym):
+    """What a site holds now, in words."""
+    n = s["len"]
+    if s["state"] == "template":
+        return "template %s (lguest_patch's copy, NOP-padded to %d bytes)" % (s["template"], n)
+    if s["state"] in ("call", "jmp"):
+        return "%s %s (paravirt_patch_default)" % (s["state"], addr(s["target"], sym))
+    return {"original": "original indirect call through paravirt_ops (not patched)",
+            "nops": "NOPs (the operation is paravirt_nop)",
+            "freed": "freed with .init (0xcc poison)",
+            "other": "something else (neither template, original, call/jmp nor NOPs)",
+            "unreadable": "unreadable (not mapped now)"}[s["state"]]
+
+
+def _counts(counts):
+    return ", ".join("%s %d" % kv for kv in counts.items())
+
+
+def render_patch_sites(report, sym, shown=None, summary_only=False):
+    """A real kernel's patch sites (lgdbg.patches.kernel_sites) and a summary line.
+
+    `shown` is the subset of report["sites"] to list (a filter's result);
+    the summary line counts those, by state and by type.
+    """
+    from .patches import count_sites
+    sites = report["sites"]
+    shown = sites if shown is None else shown
+    out = ["%d paravirt patch sites, from the %s (read from the file: the kernel frees "
+           "that table with .init once it has booted)" % (len(sites), report["table"]),
+           "types named from %s" % report["names_from"]]
+    if report["templates"]:
+        out.append("lguest's templates (lguest_patch copies them):")
+        for t in report["templates"]:
+            raw = bytes(t.get("bytes") or b"")
+            out.append("  %-6s [%s, %s), %d bytes: %s"
+                       % (t["name"], addr(t["start"], sym), addr(t["end"], sym),
+                          t["end"] - t["start"], " ".join("%02x" % b for b in raw)))
+    if not summary_only:
+        out += _table([("address", "type", "len", "now")] +
+                      [(addr(s["address"], sym), s["type_name"], s["len"], _site_now(s, sym))
+                       for s in shown])
+    states, types = count_sites(shown)
+    what = "%d sites" % len(shown) if len(shown) == len(sites) else \
+        "%d of %d sites" % (len(shown), len(sites))
+    out.append("summary: %s; by state: %s; by type: %s"
+               % (what, _counts(states) or "none",
+                  ", ".join("%s %d (%s)" % (name, sum(c.values()), _counts(c))
+                            for name, c in types.items()) or "none"))
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------- journey
 
 def render_journey_position(pc, path, line, sym):
@@ -474,3 +554,10 @@ def render_pgtable_summary(s):
             rows.append((r["slot"], "%#x" % r["cr3"], r["pdes"], r["ptes"],
                          "<- current" if r["current"] else ""))
     return "\n".join(out + _table(rows))
+
+
+def render_journey_definition(pc, label, path, line, sym):
+    """The same line where the pc has no line information: the journey is
+    found from the label at the pc and where the sources define it."""
+    return ("pc %s has no line information; %s is defined at %s:%d; the journey there:"
+            % (addr(pc, sym), label, path, line))

@@ -54,7 +54,7 @@ SUBCOMMANDS = {
     "irq": ("raise", "clear", "stepping"),
     "catch": CATCH_KINDS + ("list", "delete"),
     "trace": ("on", "off"),
-    "journey": ("next", "prev"),
+    "journey": ("next", "prev", "source"),
     "step-irq": ("--until",),
     "data": ("--layout",),
 }
@@ -800,7 +800,7 @@ class Commands:
                                "and the image has no lguest_data symbol: give an ADDR")
         raw = self.read(addr, abi.layout(version)["size"])
         decoded = abi.decode_lguest_data(raw, version)
-        self.say(render.render_lguest_data(decoded, addr, self.sym, version))
+        self.say(render.render_lguest_data(decoded, addr, self.window_sym(), version))
 
     def cmd_noirq(self, args):
         """noirq: is EIP inside the noirq window?  The window disassembled, EIP marked."""
@@ -816,8 +816,19 @@ class Commands:
             func = self.function_at(start)
             first = func[1] if func and func[1] <= start else start
             last = max(end, func[2]) if func else end
+            # A kernel's lguest_noirq_start is a label of its own inside
+            # lguest_iret (a plain label too, without a size): start there.
+            iret = self.symbols.by_name.get("lguest_iret") if self.symbols else None
+            if iret is not None and 0 <= start - iret <= 64 and iret < first:
+                first = iret
             rows = [(a, text) for a, _, text in self._disas_range(first, min(last, first + 256))]
-        self.say(render.render_noirq(eip, start, end, self.sym, rows))
+        self.say(render.render_noirq(eip, start, end, self.sym, rows, self.window_sym()))
+
+    def window_sym(self):
+        """self.sym, but the window's labels name their own addresses (see
+        render.prefer_labels): the same names as gdb's lguest-noirq."""
+        names = self.symbols.by_name if self.symbols is not None else {}
+        return render.prefer_labels(self.sym, names.get)
 
     def cmd_irq(self, args):
         """irq [raise N | clear N | stepping on|off]: pending irqs and what the Host would decide."""
@@ -930,10 +941,37 @@ class Commands:
         self.say("Catchpoint %d (%s)" % (cp.number, cp.describe()))
 
     def cmd_patches(self, args):
-        """patches: each lgstart_X/lgend_X template, its bytes and disassembly, and its call sites."""
+        """patches [--type NAME] [--state STATE] [--summary]: the paravirt patch sites.
+
+        On a paravirt kernel: each site of the ELF file's .parainstructions, its
+        type by name and what its bytes are now (template, original, call, jmp,
+        nops, freed, other, unreadable), and a summary line.  On the examples:
+        each lgstart_X/lgend_X template, its bytes and disassembly, and its call sites."""
+        from . import patches
+        elf = self._elf()
+        if elf is not None and patches.kernel_image(elf):
+            type_name, state, summary = patches.parse_options(args.split())
+            names = self.symbols.by_name if self.symbols is not None else {}
+            report = patches.kernel_sites(
+                elf, patches.templates_from_names(names), names.get, self.m.read_memory)
+            shown = patches.select_sites(report["sites"], type_name, state)
+            self.say(render.render_patch_sites(report, self.sym, shown, summary))
+            return
         if args:
-            raise CommandError("patches takes no arguments")
+            raise CommandError("patches takes options only on a paravirt kernel image")
         self.say(render.render_patches(self.patch_rows(), self.sym))
+
+    def _elf(self):
+        """The image as an lgdbg.elf32.Elf32 (read once), or None without one."""
+        if self.image_path is None:
+            return None
+        if getattr(self, "_elf_file", None) is None:
+            from .elf32 import Elf32, ElfError
+            try:
+                self._elf_file = Elf32(self.image_path)
+            except ElfError:            # not ELF32: no paravirt kernel either
+                return None
+        return self._elf_file
 
     def patch_rows(self):
         if self.symbols is None:
@@ -1007,12 +1045,21 @@ class Commands:
 
     # ------------------------------------------------------------------ journey
     def cmd_journey(self, args):
-        """journey [next|prev]: the narrative fragment for EIP's source line, or walk the tour."""
+        """journey [next|prev|source DIR]: the narrative fragment for EIP's source line, or walk the tour.
+
+        `journey source DIR` reads the journey from a kernel tree (its lguest
+        files), as gdb's `set substitute-path` or `directory` lets lguest-journey:
+        where EIP has no line information (2.6.23's assembler files), the
+        fragment is found from the label at EIP and where DIR defines it."""
+        words = args.split()
+        if words[:1] == ["source"]:
+            return self._journey_source(words[1:])
         if args not in ("", "next", "prev"):
-            raise CommandError("journey [next|prev]")
+            raise CommandError("journey [next|prev|source DIR]")
         tour = self._load_tour()
         if not tour:
-            raise CommandError("no narrative fragments (/*G:NNN ... :*/) in this guest's sources")
+            raise CommandError("no narrative fragments (/*G:NNN ... :*/) in this guest's "
+                               "sources that can be found; a kernel's: `journey source DIR`")
         from . import journey
         if args == "" or self._journey_at is None:
             here = self._fragment_at_pc(tour)
@@ -1035,6 +1082,21 @@ class Commands:
             address = self.symbols.address_of_line(frag.path, frag.code_line)
         self.say(journey.render_fragment(frag, tour, address))
 
+    def _journey_source(self, words):
+        import os
+        from . import journey
+        if len(words) != 1 or not os.path.isdir(words[0]):
+            raise CommandError("journey source DIR: DIR must be a directory (a kernel tree)")
+        frags = journey.tree_fragments(words[0])
+        if not frags:
+            raise CommandError("no journey in %s: no /*X:NNN fragments in its lguest sources"
+                               % words[0])
+        self._source_root = words[0]
+        self._tour, self._journey_at = journey.tour(frags), None
+        self.say("journey: %d fragments from %s" % (len(self._tour), words[0]))
+
+    _source_root = None
+
     def _load_tour(self):
         if self._tour is not None:
             return self._tour
@@ -1049,6 +1111,8 @@ class Commands:
         else:
             files = []
             for _, f, _ in (self.symbols.lines if self.symbols else []):
+                if f is None:           # the end of a sequence
+                    continue
                 cand = f if os.path.isabs(f) else os.path.join(os.path.dirname(path or "."), f)
                 if cand not in files and os.path.isfile(cand):
                     files.append(cand)
@@ -1059,10 +1123,29 @@ class Commands:
 
     def _fragment_at_pc(self, tour):
         from . import journey
+        label = self._label_definition()
+        if label is not None:
+            self.say(render.render_journey_definition(self.m.cpu.reg("eip"), *label, self.sym))
+            return journey.fragment_at(tour, label[1], label[2])
         line = self.symbols.line_of(self.m.cpu.reg("eip")) if self.symbols else None
         if line is None:
             return None
         return journey.fragment_at(tour, line[0], line[1])
+
+    def _label_definition(self):
+        """(label, path below the root, line) when EIP is at an assembler label
+        of the tree given to `journey source` (no line information there)."""
+        import os
+        from . import journey
+        name = self.sym(self.m.cpu.reg("eip"))
+        if self._source_root is None or not name:
+            return None
+        root = self._source_root
+        asm = [p for p in journey.tree_files(root) if p.endswith(".S")]
+        found = journey.find_definition(name.split("+")[0], asm)
+        if found is None:
+            return None
+        return name.split("+")[0], os.path.relpath(found[0], root), found[1]
 
     def _no_fragment_reason(self):
         eip = self.m.cpu.reg("eip")

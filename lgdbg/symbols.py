@@ -33,6 +33,10 @@ class Symbols:
                     addr = sym["st_value"]
                     self.by_name.setdefault(sym.name, addr)
                     sizes[sym.name] = sym["st_size"]
+                    if sym["st_shndx"] == "SHN_ABS":
+                        # A constant (a kernel's CF_MASK = 1), not a place:
+                        # it names no address in a report.
+                        continue
                     starts.append((addr, sym["st_size"] == 0,
                                    sym["st_info"]["bind"] != "STB_GLOBAL",
                                    _ends_something(sym.name), sym.name))
@@ -76,14 +80,26 @@ class Symbols:
             if lp is None:
                 continue
             files = lp["file_entry"]
+            seq_start = len(rows)
             for entry in lp.get_entries():
                 st = entry.state
-                if st is None or st.end_sequence:
+                if st is None:
+                    continue
+                if st.end_sequence:
+                    # Past a sequence's end nothing has a line (until the next
+                    # sequence): code without line information, such as a
+                    # kernel's assembler files, must not borrow the C line
+                    # before it.  A row at the end address itself covers nothing.
+                    while len(rows) > seq_start and rows[-1][0] >= st.address:
+                        rows.pop()
+                    rows.append((st.address, None, 0))
+                    seq_start = len(rows)
                     continue
                 idx = st.file - 1 if lp.header["version"] < 5 else st.file
                 name = files[idx].name.decode() if 0 <= idx < len(files) else "?"
                 rows.append((st.address, name, st.line))
-        rows.sort()
+        # At one address a sequence's start comes before another's end marker.
+        rows.sort(key=lambda r: (r[0], r[1] is not None, r[1] or "", r[2]))
         return rows
 
     def lookup(self, name):
@@ -134,17 +150,23 @@ class Symbols:
 
     def line_of(self, addr):
         """(file, line) of the last line-table row at or before addr, or None."""
-        i = bisect.bisect_right(self.lines, (addr, "\uffff", 1 << 30)) - 1
-        if i < 0:
+        i = bisect.bisect_right(self._line_addrs, addr) - 1
+        if i < 0 or self.lines[i][1] is None:
             return None
         return self.lines[i][1], self.lines[i][2]
+
+    @property
+    def _line_addrs(self):
+        if getattr(self, "_addrs_of_lines", None) is None:
+            self._addrs_of_lines = [r[0] for r in self.lines]
+        return self._addrs_of_lines
 
     def address_of_line(self, filename, line):
         """First address of the first line >= `line` in that file, or None."""
         base = os.path.basename(filename)
         best = None
         for addr, f, ln in self.lines:
-            if os.path.basename(f) == base and ln >= line and (best is None or ln < best[1]
+            if f is not None and os.path.basename(f) == base and ln >= line and (best is None or ln < best[1]
                                                              or (ln == best[1] and addr < best[0])):
                 best = (addr, ln)
         return best[0] if best else None

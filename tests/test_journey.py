@@ -272,3 +272,100 @@ def test_bundled_examples_if_shipped(capsys):
         pytest.skip("no example sources in lgdbg/images/ yet")
     assert main(["journey"]) == 0
     assert "=== The " in capsys.readouterr().out
+
+
+# ---- a source tree: `lgdbg journey DIR`, and labels without line information
+
+def tree(tmp_path):
+    """A small kernel-like tree: two lguest.c (as a real one has), an assembler
+    file with a label, and a file whose path does not mention lguest."""
+    root = tmp_path / "linux"
+    for rel, text in (
+            ("drivers/lguest/lguest.c", "/*G:010 Guest C. :*/\nint x;\n"),
+            ("drivers/lguest/lguest_asm.S", "/*G:020 The asm.\n */\nENTRY(lguest_iret)\n"
+                                            "\tiret\nother_label:\n\tret\n"),
+            ("Documentation/lguest/lguest.c", "/*L:010 The Launcher. :*/\n"
+                                              "int main(void)\n{\n}\n"),
+            ("arch/i386/kernel/paravirt.c", "/*G:999 not read: no lguest in its path :*/\n"),
+            ("drivers/lguest/README", "/*G:998 not a source file :*/\n")):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root)
+
+
+def test_tree_files_are_the_makefiles_lguest_sources(tmp_path):
+    root = tree(tmp_path)
+    rel = [os.path.relpath(p, root) for p in journey.tree_files(root)]
+    assert rel == ["Documentation/lguest/lguest.c", "drivers/lguest/lguest.c",
+                   "drivers/lguest/lguest_asm.S"]
+
+
+def test_cli_tree_prints_the_parts_in_order(tmp_path, capsys):
+    assert main(["journey", tree(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    heads = [line for line in out if line.startswith(("{==", "[ "))]
+    assert heads == ["{==- Preparation -==}", "{==- Guest -==}", "[ drivers/lguest/lguest.c ]",
+                     "[ drivers/lguest/lguest_asm.S ]", "{==- Drivers -==}",
+                     "{==- Launcher -==}", "[ Documentation/lguest/lguest.c ]",
+                     "{==- Host -==}", "{==- Switcher -==}", "{==- Mastery -==}", "{==-==}"]
+    assert "G:999" not in "\n".join(out) and "not read" not in "\n".join(out)
+    assert main(["journey", "--part", "L", tree(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "{==- Launcher -==}"
+
+
+def test_cli_tree_without_a_journey_is_one_line(tmp_path, capsys):
+    assert main(["journey", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no journey in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_find_definition_of_a_label_and_a_function(tmp_path):
+    root = tree(tmp_path)
+    files = journey.tree_files(root)
+    path, line = journey.find_definition("lguest_iret", files)
+    assert path.endswith("drivers/lguest/lguest_asm.S") and line == 3
+    assert journey.find_definition("other_label", files)[1] == 5
+    path, line = journey.find_definition("main", files)
+    assert path.endswith("Documentation/lguest/lguest.c") and line == 2
+    assert journey.find_definition("nowhere", files) is None
+
+
+def test_fragment_at_tells_two_files_of_one_name_apart(tmp_path):
+    frags = journey.tree_fragments(tree(tmp_path))
+    here = journey.fragment_at(frags, "/usr/src/linux/Documentation/lguest/lguest.c", 3)
+    assert here.label == "L:010"
+    here = journey.fragment_at(frags, "drivers/lguest/lguest.c", 2)
+    assert here.label == "G:010"
+
+
+KERNEL_SRC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "kernel", "src")
+
+
+def test_real_kernel_tree_reads_as_make_beer(capsys, tmp_path):
+    """`lgdbg journey --part G SRC` over the 2.6.23 tree: the same text as
+    Documentation/lguest/extract run the way its Makefile's Guest target runs
+    it (blank lines aside: extract keeps a fragment's trailing blank lines).
+    One part only: the shell script takes ~13 s a part."""
+    import subprocess
+    import kernelboot
+    extract = os.path.join(KERNEL_SRC, "Documentation", "lguest", "extract")
+    if not os.path.isfile(extract):
+        msg = "no kernel sources at %s (they come with ../shared/kernel)" % KERNEL_SRC
+        if kernelboot.in_ci():
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    here = os.path.dirname(extract)
+    files = subprocess.run("find ../../* -name '*.[chS]' -wholename '*lguest*'", shell=True,
+                           cwd=here, capture_output=True, text=True, check=True).stdout.split()
+    real = ["{==- Guest -==}"] + subprocess.run(
+        ["sh", "./extract", "G"] + files, cwd=here, capture_output=True, text=True,
+        check=True).stdout.splitlines() + ["{==-==}"]
+    assert main(["journey", "--part", "G", KERNEL_SRC]) == 0
+    ours = capsys.readouterr().out.splitlines()
+    assert [line for line in ours if line.strip()] == [line for line in real if line.strip()]
+    assert "[ drivers/lguest/lguest_asm.S ]" in ours and "G:045" not in "\n".join(ours)
+    # and all seven parts, in the Makefile's order
+    assert main(["journey", KERNEL_SRC]) == 0
+    heads = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{==")]
+    assert heads == ["{==- %s -==}" % journey.PART_NAMES[p] for p in journey.PARTS] + ["{==-==}"]

@@ -221,7 +221,7 @@ def test_lguest_commands_render_through_lgdbg_render(at_iret):
     ld = m.host.lguest_data + m.host.page_offset
     raw = m.read_memory(ld, abi.layout()["size"])
     assert run(cmds, out, "data") == render.render_lguest_data(
-        abi.decode_lguest_data(raw), ld, sym) + "\n"
+        abi.decode_lguest_data(raw), ld, cmds.window_sym()) + "\n"
     assert run(cmds, out, "irq") == render.render_irq_decision(inspect.irq_decision(m), sym) + "\n"
     assert run(cmds, out, "hcalls 3") == render.render_hcalls(inspect.hcalls(m, 3), sym) + "\n"
     assert run(cmds, out, "idt") == render.render_idt(inspect.idt(m), sym) + "\n"

@@ -6,7 +6,13 @@ from lgdbg import abi, render
 
 from .common import (LguestCommand, current_pc, disassemble, eval_address,
                      layout_from_debug_info, lguest_data_address, need_symbols,
-                     noirq_window, read_memory, sym, write)
+                     noirq_window, read_memory, sym, symbol_address, write)
+
+
+def window_sym():
+    """gdb's `info symbol` may name lguest_noirq_end by another symbol at its
+    address (lguest_dev_match in 2.6.23): the window's labels come first."""
+    return render.prefer_labels(sym, symbol_address)
 
 
 class LguestData(LguestCommand):
@@ -50,8 +56,8 @@ works on any gdb target (lgdbg's stub, QEMU, a core file, the bare ELF)."""
         if version is None:
             version = layout_from_debug_info() or abi.DEFAULT_LAYOUT
         raw = read_memory(address, abi.layout(version)["size"])
-        write(render.render_lguest_data(abi.decode_lguest_data(raw, version), address, sym,
-                                        version))
+        write(render.render_lguest_data(abi.decode_lguest_data(raw, version), address,
+                                        window_sym(), version))
 
 
 class LguestNoirq(LguestCommand):
@@ -76,9 +82,13 @@ lguest_noirq_end symbols, else lgdbg's stub."""
         if start or end:
             # From the start of the function holding the window (lguest_iret)
             # through the instruction at the window's end.
+            # lguest_iret may be a label of its own, not a symbol covering start.
             first = start
+            iret = symbol_address("lguest_iret")
             name = sym(start)
-            if name and "+" in name:
+            if iret is not None and 0 <= start - iret <= 64:
+                first = iret
+            elif name and "+" in name:
                 off = int(name.rsplit("+", 1)[1])
                 if off <= 64:
                     first = start - off
@@ -86,7 +96,7 @@ lguest_noirq_end symbols, else lgdbg's stub."""
                 rows = disassemble(first, end)
             except gdb.error:
                 rows = []
-        write(render.render_noirq(eip, start, end, sym, rows))
+        write(render.render_noirq(eip, start, end, sym, rows, window_sym()))
 
 
 def register():

@@ -5,6 +5,7 @@ import gdb
 from lgdbg import abi, render
 
 from .common import LguestCommand, flush_registers, host_state, monitor, sym, write
+from .data import window_sym
 
 
 def parse_irq(text, command):
@@ -41,7 +42,7 @@ does) and `clear N` withdraws it, before explaining.  Needs lgdbg's stub."""
             host_state("lguest status", self.NAME)      # says so if not lgdbg's stub
             monitor("irq %s %d" % (argv[0], n), self.NAME)
         decision = host_state("lguest irq", self.NAME)
-        write(render.render_irq_decision(decision, sym))
+        write(render.render_irq_decision(decision, window_sym()))
 
 
 class LguestStepIrq(LguestCommand):
@@ -71,7 +72,7 @@ delivery was deferred by and each change of reason.  Needs lgdbg's stub."""
         # register cache and frames are stale.
         if report.get("delivered") or report.get("steps"):
             flush_registers()
-        write(render.render_step_irq(report, sym))
+        write(render.render_step_irq(report, window_sym()))
         if report.get("delivered") or report.get("steps"):
             try:
                 write(gdb.execute("frame", to_string=True).rstrip("\n"))

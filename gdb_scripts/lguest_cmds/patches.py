@@ -1,15 +1,18 @@
 """lguest-patches: the paravirt patch templates and the sites patched with them."""
 
+import os
 import re
 
 import gdb
 
 from lgdbg import patches, render
+from lgdbg.elf32 import Elf32, ElfError
 
 from .common import (LguestCommand, disassemble, need_symbols, read_memory, sym,
                      symbol_address, write)
 
 _MSYM = re.compile(r"^\[\s*\d+\]\s+\S\s+(0x[0-9a-f]+)\s+(lg(?:start|end)_\S+)")
+_elf = {"key": None, "elf": None}
 
 
 def templates():
@@ -23,23 +26,69 @@ def templates():
     return patches.templates_from_names(found)
 
 
+def image_elf():
+    """The loaded image as an Elf32, read once per file version; None when it
+    is not one (a 64-bit object): then it is no paravirt kernel either."""
+    path = gdb.current_progspace().filename
+    try:
+        key = (path, os.path.getmtime(path))
+    except OSError:
+        return None
+    if _elf["key"] != key:
+        try:
+            elf = Elf32(path)
+        except ElfError:
+            elf = None
+        _elf.update(key=key, elf=elf)
+    return _elf["elf"]
+
+
+def op_names_from_debug_info():
+    """[op name by patch type] from the image's struct paravirt_ops, or None."""
+    try:
+        t = gdb.lookup_type("struct paravirt_ops")
+    except gdb.error:
+        return None
+    from lgdbg.paravirt import op_names_from_fields
+    return op_names_from_fields([(f.name, f.bitpos // 8) for f in t.fields()
+                                 if f.name and f.bitpos is not None])
+
+
 class LguestPatches(LguestCommand):
     """Show the paravirt patch templates and the call sites patched with them.
 
-Usage: lguest-patches
+Usage: lguest-patches [--type NAME] [--state STATE] [--summary]
 
-For each lgstart_X/lgend_X pair: its address range, its bytes, gdb's
-disassembly of it, and the call sites from the .parainstructions table that
-take it (found through the Guest's patch_templates table by site type, or by
-matching bytes), each marked patched or not yet patched.  Needs only memory
-and symbols."""
+On a paravirt Linux kernel (a .parainstructions section and paravirt_ops):
+every patch site listed in the ELF file's .parainstructions section (the
+kernel frees that table with .init, so it is read from the file), with its
+address and symbol, its type by name (the struct paravirt_ops field it
+patches), its length, and what its bytes in memory are now: `template`
+(lguest_patch copied lgstart_X..lgend_X), `original` (the indirect call, not
+patched), `call`/`jmp` (paravirt_patch_default's direct branch, with its
+target), `nops`, `freed` (.init, poisoned), `other` or `unreadable`; then a
+summary line counting them by state and type.  --type and --state list only
+those sites; --summary prints only the summary.
+
+On the bundled examples: for each lgstart_X/lgend_X pair, its address range,
+its bytes, gdb's disassembly of it, and the call sites from the example's
+.parainstructions table that take it, each marked patched or not yet patched.
+Needs only memory, symbols and the image file."""
 
     NAME = "lguest-patches"
 
     def run(self, argv, from_tty):
-        if argv:
-            self.usage("lguest-patches takes no arguments")
         need_symbols(self.NAME)
+        elf = image_elf()
+        if elf is not None and patches.kernel_image(elf):
+            type_name, state, summary = patches.parse_options(argv)
+            report = patches.kernel_sites(elf, templates(), symbol_address, read_memory,
+                                          op_names_from_debug_info())
+            shown = patches.select_sites(report["sites"], type_name, state)
+            write(render.render_patch_sites(report, sym, shown, summary))
+            return
+        if argv:
+            self.usage("lguest-patches takes options only on a paravirt kernel image")
         rows = patches.patch_rows(templates(), symbol_address, read_memory,
                                   lambda start, raw: disassemble(start, start + len(raw) - 1))
         write(render.render_patches(rows, sym))
