@@ -3,7 +3,7 @@
 The dependency rule (docs/architecture.md draws the layers):
   - machine/ knows no debugger and no front end: it runs the Guest, emits events.
   - The debugger core (debugger, reverse, snapshot) drives the machine; front
-    ends (run_command, gdbstub/, repl*, explore, journey, timeline/) translate
+    ends (run_command, gdbstub/, repl/, explore, journey, timeline/) translate
     into calls on it and never import each other.
   - What front ends share lives in the shared views (inspect, render,
     pgtable_view, patches, symbols, disasm) and the leaves (abi, image, errors,

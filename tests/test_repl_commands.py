@@ -11,7 +11,7 @@ import pytest
 
 from lgdbg import images, render
 from lgdbg.machine import Machine
-from lgdbg.repl_commands import Commands, resolve_command, CommandError
+from lgdbg.repl.commands import Commands, resolve_command, CommandError
 
 
 def session(name="iret", **kw):
@@ -122,7 +122,7 @@ def test_run_to_the_end_then_still_inspectable():
 
 def test_ctrl_c_stops_a_running_guest_and_the_session_goes_on():
     """The real signal path: SIGINT while `continue` runs an endless loop."""
-    from lgdbg.repl import run_line
+    from lgdbg.repl.app import run_line
     cmds, out, _ = session()
     run(cmds, out, "break main_loop")
     run(cmds, out, "continue")
@@ -335,7 +335,7 @@ def test_help_lists_every_command_and_explains_one():
 def completions(cmds, text):
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
-    from lgdbg.repl import make_completer
+    from lgdbg.repl.app import make_completer
     found = make_completer(cmds).get_completions(Document(text), CompleteEvent(completion_requested=True))
     return [(c.text, c.start_position) for c in found]
 
@@ -361,7 +361,7 @@ def test_prompt_loop_through_pipe_input():
     from prompt_toolkit.history import InMemoryHistory
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
-    from lgdbg.repl import interact, make_session
+    from lgdbg.repl.app import interact, make_session
     cmds, out, err = session()
     with create_pipe_input() as inp:
         inp.send_text("break lguest_iret\rcontinue\rstepi\r\rbogus\rregs\r")
@@ -383,7 +383,7 @@ def test_quit_ends_the_prompt_loop():
     from prompt_toolkit.history import InMemoryHistory
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
-    from lgdbg.repl import interact, make_session
+    from lgdbg.repl.app import interact, make_session
     cmds, out, _ = session()
     with create_pipe_input() as inp:
         inp.send_text("quit\rregs\r")
@@ -393,7 +393,7 @@ def test_quit_ends_the_prompt_loop():
 
 
 def test_history_file_follows_xdg(monkeypatch, tmp_path):
-    from lgdbg import repl
+    from lgdbg.repl import app as repl
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert repl.history_path() == str(tmp_path / "lgdbg" / "history")
     monkeypatch.delenv("XDG_STATE_HOME")
@@ -403,7 +403,7 @@ def test_history_file_follows_xdg(monkeypatch, tmp_path):
 
 def test_importing_the_command_layer_is_light():
     import subprocess
-    code = ("import sys, lgdbg.repl, lgdbg.repl_commands; "
+    code = ("import sys, lgdbg.repl, lgdbg.repl.commands; "
             "print([m for m in ('prompt_toolkit', 'capstone') if m in sys.modules])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"

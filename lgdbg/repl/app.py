@@ -4,7 +4,7 @@ A prompt_toolkit prompt that shows where the guest is (`lguest_iret+5> `),
 completes commands and symbol names, and keeps its history in
 $XDG_STATE_HOME/lgdbg/history (default ~/.local/state/lgdbg/history).  Ctrl-C
 stops a running guest and returns to the prompt; Ctrl-D quits.  The commands
-themselves live in lgdbg.repl_commands, which needs no terminal.
+themselves live in lgdbg.repl.commands, which needs no terminal.
 
 `--batch FILE`, or commands on stdin when stdin is not a terminal, runs a
 script of REPL commands and exits 0 only if none of them failed (1
@@ -18,9 +18,9 @@ import signal
 import sys
 import threading
 
-from . import images
-from .errors import UsageError
-from .options import add_console_input_option, add_machine_options, build_machine
+from .. import images
+from ..errors import UsageError
+from ..options import add_console_input_option, add_machine_options, build_machine
 
 
 def configure(parser):
@@ -42,11 +42,11 @@ def run(args):
                 script = f.read().splitlines()
         except OSError as e:
             raise UsageError("cannot read batch file %s: %s" % (args.batch, e.strerror or e))
-    from .repl_commands import Commands
+    from .commands import Commands
     image = images.resolve(args.image)
     machine = build_machine(args)
     batch = script is not None or not sys.stdin.isatty()
-    from .debugger import Debugger
+    from ..debugger import Debugger
     debugger = Debugger(machine, history=not args.no_history and machine.clock.deterministic)
     cmds = Commands(machine, out=sys.stdout, err=sys.stderr if batch else sys.stdout,
                     image_path=image, debugger=debugger)
@@ -155,5 +155,5 @@ def interact(cmds, session):
 
 
 def _repeatable():
-    from .repl_commands import REPEATABLE
+    from .session import REPEATABLE
     return REPEATABLE
