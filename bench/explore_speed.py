@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lgdbg import images                      # noqa: E402
 from lgdbg.explore import Explorer, parse_window  # noqa: E402
 from lgdbg.machine import Machine             # noqa: E402
-from lgdbg.symbols import Symbols             # noqa: E402
+from lgdbg.views.symbols import Symbols             # noqa: E402
 
 WINDOWS = ("main_loop-lguest_noirq_end", "timer_interrupt-lguest_noirq_end")
 GOAL = 1000

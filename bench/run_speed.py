@@ -71,7 +71,7 @@ def run_bare(elf, counted):
     """The same loop, straight on unicorn: no Host, no hooks."""
     from unicorn import Uc, UC_ARCH_X86, UC_MODE_32
     from lgdbg.image import load_image
-    from lgdbg.symbols import Symbols
+    from lgdbg.views.symbols import Symbols
     img = load_image(elf, 32 << 20)
     syms = Symbols(elf)
     uc = Uc(UC_ARCH_X86, UC_MODE_32)

@@ -24,7 +24,7 @@ COMMANDS = {
     "gdb": ("lgdbg.gdb_command", "start the stub and gdb with the lguest-* commands loaded"),
     "repl": ("lgdbg.repl", "debug a guest interactively without gdb"),
     "explore": ("lgdbg.explore", "inject an interrupt at every instruction of a window"),
-    "journey": ("lgdbg.journey", "print the numbered narrative tour of guest sources"),
+    "journey": ("lgdbg.views.journey", "print the numbered narrative tour of guest sources"),
     "timeline": ("lgdbg.timeline", "draw a trace's interrupt timing as HTML or SVG"),
 }
 

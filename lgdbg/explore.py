@@ -5,7 +5,7 @@
 
 1. Run the Guest (deterministic icount clock) to its first arrival at --at
    (after --after instructions: a real kernel passes lguest_iret long before
-   its clock runs) and snapshot the machine (lgdbg.snapshot: later restores rewrite only the
+   its clock runs) and snapshot the machine (lgdbg.core.snapshot: later restores rewrite only the
    pages that changed).
 2. The reference run: from the snapshot, without any injection, run on.  Its
    first arrival at --at again (or power-off, a kill, the instruction budget)
@@ -78,7 +78,7 @@ def configure(parser):
 
 def run(args):
     from .machine import Machine
-    from .symbols import Symbols
+    from .views.symbols import Symbols
     if args.budget <= 0:
         raise UsageError("--budget must be a positive instruction count")
     if not 0 <= args.irq < abi.LGUEST_IRQS:
@@ -160,7 +160,7 @@ def _symbol_sizes(path):
 def window_instructions(machine, start, end):
     """[(address, size, text)] decoded linearly from Guest memory."""
     from unicorn import UcError
-    from .disasm import disassemble
+    from .views.disasm import disassemble
     try:
         code = machine.read_memory(start, end - start + 15)
     except UcError:
@@ -250,7 +250,7 @@ class FirstArrivals:
 class Explorer:
     def __init__(self, machine, symbols, at, start, end, irq, no_noirq=False,
                  budget=DEFAULT_BUDGET, track=True, labels=None, after=0):
-        from .snapshot import Snapshots
+        from .core.snapshot import Snapshots
         if not machine.clock.deterministic:
             raise UsageError("the explorer needs the deterministic clock (--clock icount)")
         self.m = machine
@@ -505,7 +505,7 @@ def _public(outcome):
 
 
 def _ram_hash(m):
-    from .snapshot import ram_digest
+    from .core.snapshot import ram_digest
     return ram_digest(m)
 
 

@@ -6,7 +6,7 @@ loaded bytes for "GenuineLguest": the Guest starts at the byte after it.
 
 Only the program headers matter for booting, so this module reads them with
 struct (no pyelftools: `lgdbg run` should start fast).  Symbols come from
-lgdbg.symbols when a front end needs them.
+lgdbg.views.symbols when a front end needs them.
 """
 
 import os

@@ -73,7 +73,7 @@ def report(machine, stop):
 def symbol_at(machine, addr):
     """'name+0xoff' from the image's symbols, or the bare address."""
     try:
-        from .symbols import Symbols
+        from .views.symbols import Symbols
         name = Symbols(machine.image.path).symbolize(addr)
     except Exception:        # no symbols, a stripped or odd image: the number says enough
         name = None

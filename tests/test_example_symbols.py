@@ -5,7 +5,7 @@ and uses a bare label only when no function does; the bundled examples used
 to leave main_loop & co. untyped inside iret_init, so gdb said
 `<iret_init+234>` where the REPL said `<main_loop+42>`.  For every byte of
 every example's .text, gdb's `<name+off>` (print_address_symbolic, what a
-stop line shows) must equal lgdbg.symbols' name (the REPL's and the
+stop line shows) must equal lgdbg.views.symbols' name (the REPL's and the
 timeline's).
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from gdbmi import ROOT
-from lgdbg.symbols import Symbols
+from lgdbg.views.symbols import Symbols
 
 IMAGES = os.path.join(ROOT, "lgdbg", "images")
 EXAMPLES = ("hello", "timer", "iret", "faults")

@@ -1,4 +1,4 @@
-"""lgdbg explore and lgdbg.snapshot, on the bundled iret example."""
+"""lgdbg explore and lgdbg.core.snapshot, on the bundled iret example."""
 
 import json
 
@@ -8,8 +8,8 @@ from lgdbg import images
 from lgdbg.cli import main
 from lgdbg.explore import Explorer, parse_window
 from lgdbg.machine import Machine
-from lgdbg.snapshot import Snapshots, ram_digest, register_state
-from lgdbg.symbols import Symbols
+from lgdbg.core.snapshot import Snapshots, ram_digest, register_state
+from lgdbg.views.symbols import Symbols
 
 IRET = images.path_of("iret")
 

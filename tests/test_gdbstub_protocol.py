@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 from lgdbg import images
-from lgdbg.debugger import Debugger
+from lgdbg.core.debugger import Debugger
 from lgdbg.gdbstub import packets, regs, target
 from lgdbg.gdbstub.handlers import Resume, Session
 from lgdbg.machine import Machine, Stop

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lgdbg import images
-from lgdbg.debugger import Debugger
+from lgdbg.core.debugger import Debugger
 from lgdbg.gdbstub import packets, regs
 from lgdbg.gdbstub.handlers import Resume, Session
 from lgdbg.machine import Machine

@@ -305,7 +305,7 @@ back:
 	POWER_OFF
 """
     m, events = boot(tmp_path, body, text=HANDLERS, data=COUNTERS)
-    from lgdbg.symbols import Symbols
+    from lgdbg.views.symbols import Symbols
     # Stop inside the window, after the irq_enabled store: "enabled", yet
     # the Host must not deliver there.
     m.cpu.add_breakpoint(Symbols(m.image.path).lookup("lguest_noirq_start+6"))
@@ -508,7 +508,7 @@ def test_user_mode_syscall_fault_and_hypercall_gp(tmp_path):
     m, events = boot(tmp_path, USER_BODY, text=USER_TEXT, data=USER_DATA)
     stop = m.run()
     assert stop.kind == "poweroff", stop
-    from lgdbg.symbols import Symbols
+    from lgdbg.views.symbols import Symbols
     syms = Symbols(m.image.path)
     word = lambda name: struct.unpack("<I", m.read_memory(syms.lookup(name), 4))[0]  # noqa: E731
     # int $0x80 from ring 3 arrived on the SET_STACK stack with the user CS.

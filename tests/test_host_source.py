@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from lgdbg import abi
-from lgdbg.symbols import Symbols
+from lgdbg.views.symbols import Symbols
 from guestbuild import (INIT, KERNEL_GDT, TWO_STACKS, USER_GDT, boot, build_guest, kinds,
                         to_user_mode)
 
@@ -459,7 +459,7 @@ def test_guest_writing_the_host_tss_cannot_break_the_ring_change(tmp_path):
 
 
 def test_idt_listing_says_who_enters_each_gate(tmp_path):
-    from lgdbg import inspect
+    from lgdbg.views import inspect
     body = INIT + GP_GATE + "\tSET_GATE 6, never, TRAP_GATE\n\tSET_GATE 0x80, never, 0xee00\n" \
         "\tPOWER_OFF\nnever:\n\tPOWER_OFF\n"
     m, _ = boot(tmp_path, body, text=GP_TEXT, data=GP_DATA)

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from lgdbg import journey
+from lgdbg.views import journey
 from lgdbg.cli import main
 from lgdbg.errors import UsageError
 

@@ -125,9 +125,9 @@ def test_lldb_reads_a_kernel_and_a_user_address(vmlinux, bptest):  # noqa: F811
 
 
 def test_reverse_across_demand_faults_page_table_calls_and_a_context_switch(vmlinux, bptest):  # noqa: F811,E501
-    from lgdbg.debugger import Debugger
+    from lgdbg.core.debugger import Debugger
     from lgdbg.machine import Machine
-    from lgdbg.snapshot import ram_digest, register_state
+    from lgdbg.core.snapshot import ram_digest, register_state
     init, initrd = bptest
     with open(initrd, "rb") as f:
         data = f.read()
@@ -177,7 +177,7 @@ def selftest_initrd(tmp_path_factory):
 
 
 def test_monitor_console_send_types_a_line_the_guest_reads(vmlinux, selftest_initrd):  # noqa: F811,E501
-    from lgdbg.debugger import Debugger
+    from lgdbg.core.debugger import Debugger
     from lgdbg.gdbstub.monitor import Monitor
     from lgdbg.machine import Machine
     out = bytearray()

@@ -10,7 +10,7 @@ Host's shadow entries and the trace, on the real machine.
 import pytest
 
 from lgdbg.machine import Machine
-from lgdbg.symbols import Symbols
+from lgdbg.views.symbols import Symbols
 from guestbuild import INIT, build_guest, own_tables
 
 V = 0x40000000                     # the test mapping, in PDE 256
@@ -338,7 +338,7 @@ def test_the_same_fault_10000_times_is_status_4_naming_the_fault(tmp_path):
 
 
 def test_a_stuck_guest_stops_gdbs_continue_with_sigsegv_and_the_line(tmp_path):
-    from lgdbg.debugger import Debugger
+    from lgdbg.core.debugger import Debugger
     from lgdbg.gdbstub.handlers import Session
     m = Machine(stuck_guest(tmp_path))
     session = Session(m, Debugger(m))

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from lgdbg.debugger import Debugger
+from lgdbg.core.debugger import Debugger
 from lgdbg.gdbstub.monitor import Monitor
 from lgdbg.machine import Machine
-from lgdbg.symbols import Symbols
+from lgdbg.views.symbols import Symbols
 from gdbmi import Gdb
 from guestbuild import INIT, build_guest, own_tables
 

@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from guestbuild import build_guest
-from lgdbg.debugger import Debugger
+from lgdbg.core.debugger import Debugger
 from lgdbg.machine.machine import Machine
-from lgdbg.symbols import Symbols
+from lgdbg.views.symbols import Symbols
 from test_rep_string_qemu import BLOCK, DATA
 
 pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("ld")),

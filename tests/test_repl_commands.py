@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from lgdbg import images, render
+from lgdbg import images
+from lgdbg.views import render
 from lgdbg.machine import Machine
 from lgdbg.repl.commands import Commands, resolve_command, CommandError
 
@@ -215,7 +216,8 @@ def test_disas_function_and_count(at_iret):
 # ------------------------------------------------------------------ lguest commands: same words as gdb
 
 def test_lguest_commands_render_through_lgdbg_render(at_iret):
-    from lgdbg import abi, inspect
+    from lgdbg import abi
+    from lgdbg.views import inspect
     cmds, out, _ = at_iret
     m, sym = cmds.m, cmds.sym
     ld = m.host.lguest_data + m.host.page_offset
@@ -278,7 +280,7 @@ def test_trace_prints_events_as_they_happen():
 
 
 def test_journey_uses_the_shared_words(at_iret):
-    from lgdbg import journey
+    from lgdbg.views import journey
     cmds, out, _ = at_iret
     tour = journey.example_tour("iret")
     frag = journey.fragment_at(tour, "iret.S", 279)

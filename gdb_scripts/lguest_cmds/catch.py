@@ -3,7 +3,8 @@ trap, or is killed (catchpoints kept by lgdbg's stub)."""
 
 import gdb
 
-from lgdbg import abi, render
+from lgdbg import abi
+from lgdbg.views import render
 
 from .common import LguestCommand, host_state, monitor, write
 from .irq import parse_irq

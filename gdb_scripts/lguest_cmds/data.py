@@ -2,7 +2,8 @@
 
 import gdb
 
-from lgdbg import abi, render
+from lgdbg import abi
+from lgdbg.views import render
 
 from .common import (LguestCommand, current_pc, disassemble, eval_address,
                      layout_from_debug_info, lguest_data_address, need_symbols,

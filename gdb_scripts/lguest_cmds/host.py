@@ -2,7 +2,7 @@
 
 import gdb
 
-from lgdbg import render
+from lgdbg.views import render
 
 from .common import LguestCommand, host_state, sym, write
 

@@ -2,7 +2,8 @@
 
 import gdb
 
-from lgdbg import abi, render
+from lgdbg import abi
+from lgdbg.views import render
 
 from .common import LguestCommand, flush_registers, host_state, monitor, sym, write
 from .data import window_sym

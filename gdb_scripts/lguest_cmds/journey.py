@@ -5,7 +5,7 @@ import re
 
 import gdb
 
-from lgdbg import journey, render
+from lgdbg.views import journey, render
 
 from .common import LguestCommand, need_symbols, sym, write
 

@@ -5,7 +5,7 @@ import re
 
 import gdb
 
-from lgdbg import patches, render
+from lgdbg.views import patches, render
 from lgdbg.elf32 import Elf32, ElfError
 
 from .common import (LguestCommand, disassemble, need_symbols, read_memory, sym,

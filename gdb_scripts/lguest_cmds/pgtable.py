@@ -3,7 +3,7 @@ Host's shadow entry for it (lgdbg's stub keeps both)."""
 
 import gdb
 
-from lgdbg import render
+from lgdbg.views import render
 
 from .common import LguestCommand, eval_address, host_state, sym, write
 

@@ -4,7 +4,7 @@ A Session is one client's view of the machine.  Handlers return a reply
 payload (bytes), a list of payloads (O packets, then the answer), or a Resume
 that the server runs (in a worker thread, so Ctrl-C can arrive) before asking
 stop_packets() for the reply.  Handlers only translate: run control belongs
-to lgdbg.debugger.Debugger, Host data to lgdbg.inspect (through monitor.py).
+to lgdbg.core.debugger.Debugger, Host data to lgdbg.views.inspect (through monitor.py).
 """
 
 import binascii

@@ -2,13 +2,14 @@
 
 Every command has a text form for people and a `json ...` form for the gdb
 commands in gdb_scripts/, which must print the same data the REPL does: the
-JSON is exactly what lgdbg.inspect (or Debugger.step_irq) returns.  Command
+JSON is exactly what lgdbg.views.inspect (or Debugger.step_irq) returns.  Command
 text is parsed as words, never evaluated.
 """
 
 import json
 
-from .. import abi, inspect, pgtable_view, render
+from .. import abi
+from ..views import inspect, pgtable_view, render
 from ..errors import UsageError
 
 HELP = """\
@@ -133,7 +134,7 @@ class Monitor:
         return "reverse execution is on: %d checkpoints, oldest at icount %s\n" % (
             data["checkpoints"], data["oldest_icount"])
 
-    # --- queries: lgdbg.inspect data ---------------------------------------------
+    # --- queries: lgdbg.views.inspect data ---------------------------------------------
     def _console(self, line):
         rest = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
         if rest.split()[:1] != ["send"]:

@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 
-from ..debugger import Debugger
+from ..core.debugger import Debugger
 from . import packets
 from .handlers import Resume, Session
 

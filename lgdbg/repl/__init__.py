@@ -7,7 +7,7 @@
     run, breakpoints, memory, trace, help          the REPL's own commands
     data, irq, host, catch, pgtable, patches, journey   the lguest views, one
                  module per area as in gdb_scripts/lguest_cmds/, printed through
-                 the same renderers (lgdbg.render)
+                 the same renderers (lgdbg.views.render)
 """
 
 from .app import configure, run  # noqa: F401  (the `lgdbg repl` command)

@@ -46,7 +46,7 @@ def run(args):
     image = images.resolve(args.image)
     machine = build_machine(args)
     batch = script is not None or not sys.stdin.isatty()
-    from ..debugger import Debugger
+    from ..core.debugger import Debugger
     debugger = Debugger(machine, history=not args.no_history and machine.clock.deterministic)
     cmds = Commands(machine, out=sys.stdout, err=sys.stderr if batch else sys.stdout,
                     image_path=image, debugger=debugger)

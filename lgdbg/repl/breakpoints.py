@@ -1,6 +1,6 @@
 """Breakpoints and watchpoints: break, tbreak, watch, rwatch, awatch, delete, info."""
 
-from .. import render
+from ..views import render
 from .session import CommandError, SUBCOMMANDS, Breakpoint
 
 

@@ -1,7 +1,7 @@
 """Catchpoints on hypercalls, irqs, traps and kills: catch (gdb: lguest-catch)."""
 
-from .. import render
-from ..debugger import CATCH_KINDS
+from ..views import render
+from ..core.debugger import CATCH_KINDS
 from .session import CommandError
 
 

@@ -3,8 +3,8 @@
 `lgdbg repl` (lgdbg/repl/app.py) reads lines with prompt_toolkit and hands each
 one to Commands.execute(); tests and `--batch` do the same without a
 terminal.  Front ends translate, they do not decide: every command becomes a
-call on the machine or on lgdbg.debugger.Debugger, and the lguest commands
-print through lgdbg.render, the renderers the gdb commands use, so both say
+call on the machine or on lgdbg.core.debugger.Debugger, and the lguest commands
+print through lgdbg.views.render, the renderers the gdb commands use, so both say
 the same words.
 
 The commands live in one module per area, as gdb_scripts/lguest_cmds/ has
@@ -13,7 +13,7 @@ them (data, irq, host, catch, pgtable, patches, journey), plus the REPL's own
 rules every command keeps are in repl/session.py, with Session.execute, the
 one place a line is run.
 
-capstone is imported only on first disassembly (lgdbg.disasm); this module
+capstone is imported only on first disassembly (lgdbg.views.disasm); this module
 itself imports nothing heavy, so importing it is cheap.
 """
 

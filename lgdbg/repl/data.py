@@ -1,6 +1,7 @@
 """lguest_data and the noirq window: data, noirq (gdb: lguest-data, lguest-noirq)."""
 
-from .. import abi, render
+from .. import abi
+from ..views import render
 from .session import CommandError
 
 

@@ -1,6 +1,6 @@
 """The Host's records: hcalls, idt, host, status (gdb: lguest-hcalls, lguest-idt, lguest-host, lguest-status)."""
 
-from .. import inspect, render
+from ..views import inspect, render
 from .session import CommandError
 
 

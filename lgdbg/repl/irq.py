@@ -1,6 +1,7 @@
 """Virtual interrupts: irq [raise|clear|stepping], step-irq (gdb: lguest-irq, lguest-step-irq)."""
 
-from .. import abi, inspect, render
+from .. import abi
+from ..views import inspect, render
 from .session import CommandError
 
 

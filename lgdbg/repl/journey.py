@@ -1,6 +1,6 @@
 """The numbered narrative at the pc: journey (gdb: lguest-journey)."""
 
-from .. import render
+from ..views import render
 from .session import CommandError
 
 
@@ -23,7 +23,7 @@ class JourneyCommands:
         if not tour:
             raise CommandError("no narrative fragments (/*G:NNN ... :*/) in this guest's "
                                "sources that can be found; a kernel's: `journey source DIR`")
-        from .. import journey
+        from ..views import journey
         if args == "" or self._journey_at is None:
             here = self._fragment_at_pc(tour)
             if args == "" or here is not None:
@@ -47,7 +47,7 @@ class JourneyCommands:
 
     def _journey_source(self, words):
         import os
-        from .. import journey
+        from ..views import journey
         if len(words) != 1 or not os.path.isdir(words[0]):
             raise CommandError("journey source DIR: DIR must be a directory (a kernel tree)")
         frags = journey.tree_fragments(words[0])
@@ -63,7 +63,8 @@ class JourneyCommands:
     def _load_tour(self):
         if self._tour is not None:
             return self._tour
-        from .. import journey, images
+        from ..views import journey
+        from .. import images
         import os
         tour = []
         path = os.path.abspath(self.image_path) if self.image_path else None
@@ -85,7 +86,7 @@ class JourneyCommands:
         return tour
 
     def _fragment_at_pc(self, tour):
-        from .. import journey
+        from ..views import journey
         label = self._label_definition()
         if label is not None:
             self.say(render.render_journey_definition(self.m.cpu.reg("eip"), *label, self.sym))
@@ -99,7 +100,7 @@ class JourneyCommands:
         """(label, path below the root, line) when EIP is at an assembler label
         of the tree given to `journey source` (no line information there)."""
         import os
-        from .. import journey
+        from ..views import journey
         name = self.sym(self.m.cpu.reg("eip"))
         if self._source_root is None or not name:
             return None

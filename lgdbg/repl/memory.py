@@ -3,7 +3,8 @@
 import re
 import struct
 
-from .. import abi, render
+from .. import abi
+from ..views import render
 from .session import CommandError
 
 
@@ -33,7 +34,7 @@ class MemoryCommands:
         return "%s%s:\t%s" % (mark, where, text)
 
     def disassemble(self, addr, count):
-        from ..disasm import disassemble
+        from ..views.disasm import disassemble
         code = self.read_partial(addr, 16 * count)
         rows = disassemble(code, addr, count)
         if not rows:
@@ -223,7 +224,7 @@ class MemoryCommands:
         self.say("\n".join(self._insn_line(r, eip) for r in rows))
 
     def _disas_range(self, start, end):
-        from ..disasm import disassemble
+        from ..views.disasm import disassemble
         code = self.read(start, max(1, end - start))
         rows = disassemble(code, start, 2000)
         return rows or [(start, 1, "(bad)")]

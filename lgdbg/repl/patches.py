@@ -1,6 +1,6 @@
 """Paravirt patch sites: patches (gdb: lguest-patches)."""
 
-from .. import render
+from ..views import render
 from .session import CommandError
 
 
@@ -14,7 +14,7 @@ class PatchesCommands:
         type by name and what its bytes are now (template, original, call, jmp,
         nops, freed, other, unreadable), and a summary line.  On the examples:
         each lgstart_X/lgend_X template, its bytes and disassembly, and its call sites."""
-        from .. import patches
+        from ..views import patches
         elf = self._elf()
         if elf is not None and patches.kernel_image(elf):
             type_name, state, summary = patches.parse_options(args.split())
@@ -43,8 +43,8 @@ class PatchesCommands:
     def patch_rows(self):
         if self.symbols is None:
             return []
-        from ..disasm import disassemble
-        from ..patches import patch_rows, templates_from_names
+        from ..views.disasm import disassemble
+        from ..views.patches import patch_rows, templates_from_names
         names = self.symbols.by_name
         return patch_rows(templates_from_names(names), names.get, self.m.read_memory,
                           lambda start, raw: [(a, t) for a, _, t in disassemble(raw, start)])

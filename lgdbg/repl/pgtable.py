@@ -1,6 +1,6 @@
 """Page tables: pgtable, the Guest's walk beside the Host's shadow (gdb: lguest-pgtable)."""
 
-from .. import pgtable_view, render
+from ..views import pgtable_view, render
 from ..errors import UsageError
 from .session import CommandError
 

@@ -1,6 +1,6 @@
 """Run control: continue, stepi, reverse-stepi, reverse-continue, and the report of a stop."""
 
-from .. import render
+from ..views import render
 from .session import CommandError
 
 

@@ -12,7 +12,7 @@ Rules every command keeps (execute enforces the first, each command the second):
 import re
 import sys
 
-from ..debugger import CATCH_KINDS, Debugger
+from ..core.debugger import CATCH_KINDS, Debugger
 from ..errors import LgdbgError, UsageError
 
 
@@ -101,7 +101,7 @@ class Session:
         self.err = err if err is not None else self.out
         self.image_path = image_path or getattr(getattr(machine, "image", None), "path", None)
         if symbols is None and self.image_path:
-            from ..symbols import Symbols
+            from ..views.symbols import Symbols
             try:
                 symbols = Symbols(self.image_path)
             except UsageError:

@@ -1,6 +1,7 @@
 """The Host's events and the Guest's console: trace, console."""
 
-from .. import abi, render
+from .. import abi
+from ..views import render
 from .session import CommandError
 
 
@@ -19,7 +20,7 @@ class TraceCommands:
         head = ("%10s " % e["icount"]) if "icount" in e else ""
         a = lambda v: render.addr(v, self.sym)            # noqa: E731
         if kind == "hcall":
-            # The words of `hcalls` and gdb's lguest-hcalls (lgdbg.render).
+            # The words of `hcalls` and gdb's lguest-hcalls (lgdbg.views.render).
             call = render._describe_call(e["nr"], (list(e["args"]) + [0, 0, 0])[:3], self.sym)
             text = "hcall %s at %s%s" % (call, a(e["eip"]),
                                          " (async)" if e.get("async") else "")

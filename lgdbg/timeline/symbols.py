@@ -1,6 +1,6 @@
 """Names for guest addresses, from the image given with `--image`.
 
-A thin view over lgdbg.symbols (the one ELF symbol reader): hex for what it
+A thin view over lgdbg.views.symbols (the one ELF symbol reader): hex for what it
 cannot name, and where lguest_iret's return path lies.  Without an image
 every address is printed in hex and the lguest_iret returns are not marked
 (the trace alone cannot tell where that code is).
@@ -35,7 +35,7 @@ class TimelineSymbols:
 
 def load_symbols(path):
     """Read the image's symbol table; UsageError when it cannot or has none."""
-    from ..symbols import Symbols
+    from ..views.symbols import Symbols
     symbols = Symbols(path)
     if not symbols.by_name:
         raise UsageError("image %s has no symbols (stripped?)" % path)

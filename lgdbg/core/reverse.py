@@ -21,7 +21,7 @@ stopped.  Writing registers or memory from the debugger changes history, so
 it forgets every checkpoint but a fresh one.
 """
 
-from .machine import Stop
+from ..machine import Stop
 from .snapshot import Snapshots
 
 INTERVAL = 100_000

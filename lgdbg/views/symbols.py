@@ -6,7 +6,7 @@ gdb has its own; this serves the REPL, the explorer and the timeline.
 import bisect
 import os
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def _ends_something(name):

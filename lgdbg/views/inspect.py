@@ -1,11 +1,11 @@
 """Host-side state as plain data, for every front end.
 
 The stub's `monitor json ...` commands send exactly these dicts to gdb, and
-the REPL renders them directly, so both print the same words (lgdbg.render).
+the REPL renders them directly, so both print the same words (lgdbg.views.render).
 Everything here is JSON-serialisable: ints, strings, lists, dicts, None.
 """
 
-from . import abi
+from .. import abi
 
 
 def status(machine):

@@ -9,8 +9,8 @@ Everything reads the Guest's tables straight from its memory: a look never
 faults anything in, sets no ACCESSED bit, and cannot kill the Guest.
 """
 
-from . import abi
-from .errors import UsageError
+from .. import abi
+from ..errors import UsageError
 
 P, RW, US, PWT, PCD, A, D, PSE, G = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100
 _FLAG_NAMES = ((P, "present"), (RW, "rw"), (US, "user"), (PWT, "pwt"), (PCD, "pcd"),

@@ -1,7 +1,7 @@
 """The words lgdbg prints about lguest state, shared by every front end.
 
 The gdb commands (gdb_scripts/) and the REPL call these renderers with the
-same plain data (lgdbg.abi.decode_lguest_data, the lgdbg.inspect dicts, the
+same plain data (lgdbg.abi.decode_lguest_data, the lgdbg.views.inspect dicts, the
 Debugger.step_irq report), so both say exactly the same thing.
 
 Standard library only: gdb's embedded Python imports this module.
@@ -14,7 +14,7 @@ REPL).  Renderers return a string without a trailing newline.
 
 import re
 
-from . import abi
+from .. import abi
 
 __all__ = [
     "addr", "render_lguest_data", "render_noirq", "render_irq_decision",
@@ -230,7 +230,7 @@ _VERDICTS = {
 
 
 def render_irq_decision(decision, sym):
-    """maybe_do_interrupt's reasoning (lgdbg.inspect.irq_decision)."""
+    """maybe_do_interrupt's reasoning (lgdbg.views.inspect.irq_decision)."""
     out = ["pending irqs: %s" % _irqs(decision.get("pending")),
            "blocked irqs: %s" % _irqs(decision.get("blocked")),
            "maybe_do_interrupt would decide, step by step:"]
@@ -349,7 +349,7 @@ def render_idt(rows, sym):
 # --------------------------------------------------------------- Host
 
 def render_host(state, sym):
-    """The Host-side state (lgdbg.inspect.host_state)."""
+    """The Host-side state (lgdbg.views.inspect.host_state)."""
     s = state
     out = ["Host state" + (" (guest dead)" if s.get("dead") else "")]
     gdt = s.get("gdt") or []
@@ -387,7 +387,7 @@ def _hex(v):
 
 
 def render_status(status, sym):
-    """A short summary (lgdbg.inspect.status)."""
+    """A short summary (lgdbg.views.inspect.status)."""
     s = status
     out = []
     if not s.get("init"):
@@ -481,7 +481,7 @@ def _counts(counts):
 
 
 def render_patch_sites(report, sym, shown=None, summary_only=False):
-    """A real kernel's patch sites (lgdbg.patches.kernel_sites) and a summary line.
+    """A real kernel's patch sites (lgdbg.views.patches.kernel_sites) and a summary line.
 
     `shown` is the subset of report["sites"] to list (a filter's result);
     the summary line counts those, by state and by type.
@@ -522,7 +522,7 @@ def render_journey_position(pc, path, line, sym):
 
 def render_pgtable_walk(w, sym):
     """One address through the Guest's tables and the Host's shadow
-    (lgdbg.pgtable_view.walk)."""
+    (lgdbg.views.pgtable_view.walk)."""
     def entry(value, flags):
         return "%#010x  %s" % (value, " ".join(flags) or "not present")
     out = ["%s in %s" % (addr(w["vaddr"], sym), w["region"]),
@@ -543,7 +543,7 @@ def render_pgtable_walk(w, sym):
 
 
 def render_pgtable_summary(s):
-    """The four shadow page directories (lgdbg.pgtable_view.summary)."""
+    """The four shadow page directories (lgdbg.views.pgtable_view.summary)."""
     out = ["Host's shadow page directories (%d fills so far, %d pool pages in use):"
            % (s["fills"], s["pool_pages"])]
     rows = [("slot", "Guest cr3", "PDEs", "PTEs", "")]

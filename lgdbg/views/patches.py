@@ -144,7 +144,7 @@ def kernel_sites(elf, templates, lookup, read, op_names=None):
     op_names   [name by type], e.g. from the DWARF; default: by sizeof(paravirt_ops)
     Returns {"sites": [...], "templates": [...], "names_from": str}.
     """
-    from . import paravirt
+    from .. import paravirt
     names_from = "debug info (struct paravirt_ops)"
     if not op_names:
         size = (elf.symbol("paravirt_ops") or (0, 0))[1]
@@ -178,7 +178,7 @@ def kernel_sites(elf, templates, lookup, read, op_names=None):
 
 def count_sites(sites):
     """({state: n}, {type_name: {state: n}}): types by number, states in STATES order."""
-    from .paravirt import STATES
+    from ..paravirt import STATES
     order = {state: i for i, state in enumerate(STATES)}
     states, types = {}, {}
     for s in sorted(sites, key=lambda s: (s["type"], order[s["state"]])):
@@ -194,7 +194,7 @@ USAGE = "[--type NAME] [--state STATE] [--summary]"
 
 def parse_options(argv):
     """(type name or None, state or None, summary_only) from the command's words."""
-    from .errors import UsageError
+    from ..errors import UsageError
     want = {"--type": None, "--state": None}
     summary = False
     it = iter(argv)
@@ -214,8 +214,8 @@ def parse_options(argv):
 
 def select_sites(sites, type_name=None, state=None):
     """The sites of one type and/or state; an unknown name is the user's error."""
-    from .errors import UsageError
-    from .paravirt import STATES
+    from ..errors import UsageError
+    from ..paravirt import STATES
     if state is not None and state not in STATES:
         raise UsageError("unknown state %r (one of %s)" % (state, ", ".join(STATES)))
     if type_name is not None and type_name not in {s["type_name"] for s in sites}:

@@ -5,9 +5,10 @@ lguest catchpoints (stop on a hypercall, an irq, a trap or a kill) and the
 interrupt-stepping policy, and it single-steps virtual interrupt delivery.
 """
 
-from . import abi, inspect
-from .errors import UsageError
-from .machine import Stop
+from .. import abi
+from ..views import inspect
+from ..errors import UsageError
+from ..machine import Stop
 
 CATCH_KINDS = ("hcall", "irq", "trap", "kill")
 
@@ -159,7 +160,7 @@ class Debugger:
         """Deliver exactly one virtual interrupt now, or say why not.
 
         With until=True, step instructions until delivery happens, noting each
-        change of the Host's reason.  Returns a dict for lgdbg.render.
+        change of the Host's reason.  Returns a dict for lgdbg.views.render.
         """
         m = self.machine
         self._interrupted = False

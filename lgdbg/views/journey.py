@@ -27,14 +27,14 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import LgdbgError, UsageError
+from ..errors import LgdbgError, UsageError
 
 # The seven parts, in reading order (drivers/lguest/README, "make Beer").
 PARTS = "PGDLHSM"
 PART_NAMES = {"P": "Preparation", "G": "Guest", "D": "Drivers", "L": "Launcher",
               "H": "Host", "S": "Switcher", "M": "Mastery"}
 
-IMAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "images")
+IMAGES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
 
 _MARKER = re.compile(r"/\*([%s]):(\d{3})" % PARTS)
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
