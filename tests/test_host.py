@@ -322,7 +322,7 @@ back:
     m.raise_irq(1)
     m.cpu.remove_breakpoint(stop.addr)
     irq, decision = m.try_deliver()
-    assert irq is None and decision[1] == "noirq"
+    assert irq is None and decision.verdict == "noirq"
     m.run()
     assert [e["reason"] for e in kinds(events, "irq-deferred")][0] == "noirq"
     assert kinds(events, "irq")[0]["from_eip"] not in range(m.host.noirq_start, m.host.noirq_end)

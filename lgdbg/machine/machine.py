@@ -324,10 +324,10 @@ class Machine:
             self._deliver()
 
     def _deliver(self):
-        irq = self.host.maybe_do_interrupt()
-        if irq is not None:
+        decision = self.host.maybe_do_interrupt()
+        if decision.delivered is not None:
             self.last_delivery_icount = self.clock.icount
-        return irq
+        return decision
 
     @contextmanager
     def quiet(self, record_stops=None):
@@ -380,10 +380,13 @@ class Machine:
         return True
 
     def try_deliver(self):
-        """One delivery attempt, as lguest-step-irq asks: returns the Host's verdict."""
-        before = self.host.interrupt_decision()
-        irq = self._deliver()
-        return irq, before
+        """One delivery attempt, as lguest-step-irq asks.
+
+        Returns (irq delivered or None, the Host's InterruptDecision): the
+        record maybe_do_interrupt carried out, verdict and steps included.
+        """
+        decision = self._deliver()
+        return decision.delivered, decision
 
     def raise_irq(self, irq, source="monitor"):
         if not 0 <= irq < abi.LGUEST_IRQS:
