@@ -32,6 +32,7 @@ from unicorn import x86_const as X
 from .. import abi
 from . import calibrate
 
+WIDEST_ACCESS = 16                           # bytes: an SSE load or store
 SWITCHER_SIZE = 0x10000
 GDT_ADDR = abi.SWITCHER_ADDR                 # 32 descriptors
 IRET_STUB = abi.SWITCHER_ADDR + 0x1000       # a lone `iret`
@@ -236,15 +237,20 @@ class Cpu:
         self.exit = Exit("breakpoint", eip=addr)
         uc.emu_stop()
 
-    def _on_watch(self, uc, access, addr, size, value, kind):
+    def _on_watch(self, uc, access, addr, size, value, watch):
+        kind, waddr, _ = watch
         if self.stops_ignored:
             return
         if kind == "watch" and access != UC_MEM_WRITE:
             return
         if kind == "rwatch" and access != UC_MEM_READ:
             return
+        if addr + size <= waddr:
+            return                          # ends before the watched bytes (add_watch)
         if self.watch_hit is None:
-            self.watch_hit = (kind, addr)
+            # The first watched byte touched: gdb matches the stop reply's
+            # address against its own watchpoints, so it must lie inside one.
+            self.watch_hit = (kind, max(addr, waddr))
         self._stop_after_this_instruction()
 
     def _stop_after_this_instruction(self):
@@ -372,7 +378,12 @@ class Cpu:
     def add_watch(self, addr, length, kind):
         types = {"watch": UC_HOOK_MEM_WRITE, "rwatch": UC_HOOK_MEM_READ,
                  "awatch": UC_HOOK_MEM_WRITE | UC_HOOK_MEM_READ}[kind]
-        h = self.uc.hook_add(types, self._on_watch, kind, begin=addr, end=addr + length - 1)
+        # unicorn matches a memory hook by the first byte of an access, and a
+        # store that starts before the watched bytes still changes them: hook
+        # from the widest access's reach before, _on_watch drops the misses.
+        begin = max(addr - (WIDEST_ACCESS - 1), 0)
+        h = self.uc.hook_add(types, self._on_watch, (kind, addr, length),
+                             begin=begin, end=addr + length - 1)
         self._watch_hooks.append((addr, length, kind, h))
 
     def remove_watch(self, addr, length, kind):
