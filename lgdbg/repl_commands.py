@@ -827,13 +827,11 @@ class Commands:
                 if len(words) != 2:
                     raise CommandError("irq %s wants one irq number" % sub)
                 n = self.number(words[1], "irq")
-                if not 0 <= n < abi.LGUEST_IRQS:
-                    raise CommandError("irq %d out of range (0-%d)" % (n, abi.LGUEST_IRQS - 1))
                 if sub == "raise":
                     self.m.raise_irq(n)
                     self.say("irq %d raised (pending; delivery is tried at the next Host entry)" % n)
                 else:
-                    self.m.host.irqs_pending &= ~(1 << n)
+                    self.m.clear_irq(n)
                     self.say("irq %d cleared" % n)
             elif sub == "stepping":
                 if len(words) != 2 or words[1] not in ("on", "off"):
