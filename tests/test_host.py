@@ -18,7 +18,7 @@ from guestbuild import INIT, build_guest
 def boot(tmp_path, body, **kw):
     extra = {k: kw.pop(k) for k in ("text", "data", "iret") if k in kw}
     elf = build_guest(tmp_path, body, **extra)
-    kw.setdefault("max_insns", 5_000_000)     # a broken guest fails, never hangs
+    kw.setdefault("max_insns", 200_000)       # a broken guest (or a mutant Host) fails soon
     m = Machine(elf, **kw)
     events = []
     m.subscribe(events.append)

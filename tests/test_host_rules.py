@@ -10,6 +10,7 @@ debugger prints), on both sides of each boundary.  `make mutation` runs
 these against mutants of lgdbg/machine/host.py.
 """
 
+import re
 import struct
 
 import pytest
@@ -69,7 +70,8 @@ class Guest:
     """A fresh machine stopped at `ready`, with the helpers the tests share."""
 
     def __init__(self, elf, syms):
-        self.m = Machine(elf, max_insns=1_000_000)
+        # A small budget: a mutant that swallows a fault loops, and must end soon.
+        self.m = Machine(elf, max_insns=20_000)
         self.syms = syms
         self.events = []
         self.m.subscribe(self.events.append)
@@ -184,7 +186,8 @@ def test_halted_guest_is_woken_with_irq_enabled_0(g):
     after = g.syms.lookup("after_halt")
     irq, decision = g.deliver(2)                   # trap gate: irq_enabled stays
     assert (irq, decision.verdict, decision.wake) == (2, "deliver", True)
-    assert not g.m.host.halted and [e["kind"] for e in g.events][-3:] == ["raise", "wake", "irq"]
+    assert g.m.host.halted is False            # `monitor json lguest status` says false
+    assert [e["kind"] for e in g.events][-3:] == ["raise", "wake", "irq"]
     assert g.ld(abi.LD_IRQ_ENABLED) == abi.X86_EFLAGS_IF
     eip, cs, eflags = g.frame()
     assert (eip, cs) == (after, 0x61) and eflags & abi.X86_EFLAGS_IF
@@ -327,3 +330,253 @@ def test_explanation_is_the_record_the_host_carried_out(g):
     irq, decision = g.m.try_deliver()
     assert before == inspect.decision_data(decision)
     assert before["verdict"] == "disabled" and irq is None
+
+
+# --- the words: every step the debugger prints, for every verdict ---------------------------
+
+def _window(g):
+    return "the noirq window [%#x, %#x)" % (g.m.host.noirq_start, g.m.host.noirq_end)
+
+
+def _no_irqs(g):
+    return []
+
+
+def _blocked(g):
+    g.set_ld(abi.LD_BLOCKED, 1 << 1 | 1 << 5)
+    return [5, 1]
+
+
+def _inside(g):
+    g.m.cpu.set_reg("eip", g.m.host.noirq_start)
+    return [2, 1]
+
+
+def _disabled(g):
+    g.set_ld(abi.LD_IRQ_ENABLED, 0)
+    return [1]
+
+
+def _halted_no_handler(g):
+    g.halt()
+    return [3]
+
+
+def _trap_gate(g):
+    return [2]
+
+
+def _interrupt_gate(g):
+    return [1, 31]
+
+
+STEP_2_3_NONE = ["2. blocked_interrupts = 0x00000000 (none)",
+                 "3. pending = 0x00000000 (none); pending and not blocked = none"]
+
+
+def _past_the_window(g, pending, irq, *later):
+    """Steps 2-5 for unblocked irqs `pending` (a bitmap) with EIP outside the window."""
+    words = _irq_words_of(pending)
+    return ["2. blocked_interrupts = 0x00000000 (none)",
+            "3. pending = %#010x (%s); pending and not blocked = %s" % (pending, words, words),
+            "4. lowest candidate: irq %d" % irq,
+            "5. EIP %#x is outside %s" % (g.m.cpu.reg("eip"), _window(g))] + list(later)
+
+
+def _irq_words_of(bitmap):
+    return "irqs " + ", ".join(str(i) for i in range(32) if bitmap >> i & 1)
+
+
+def _delivering(kind):
+    article = "an" if kind == "interrupt" else "a"
+    return "7. would deliver irq %%d to %%#x through %s %s gate" % (article, kind)
+
+
+EXPLANATIONS = {
+    "none": (_no_irqs, "none", lambda g: STEP_2_3_NONE + ["4. no irq is pending"]),
+    "blocked": (_blocked, "blocked", lambda g: [
+        "2. blocked_interrupts = 0x00000022 (irqs 1, 5)",
+        "3. pending = 0x00000022 (irqs 1, 5); pending and not blocked = none",
+        "4. irq 1 is pending but blocked"]),
+    "noirq": (_inside, "noirq", lambda g: [
+        "2. blocked_interrupts = 0x00000000 (none)",
+        "3. pending = 0x00000006 (irqs 1, 2); pending and not blocked = irqs 1, 2",
+        "4. lowest candidate: irq 1",
+        "5. EIP %#x is inside %s" % (g.m.host.noirq_start, _window(g))]),
+    "disabled": (_disabled, "disabled", lambda g: _past_the_window(
+        g, 0x2, 1, "6. lguest_data.irq_enabled is 0")),
+    "no-handler": (_halted_no_handler, "no-handler", lambda g: _past_the_window(
+        g, 0x8, 3, "6. the Guest is halted: the Host wakes it and sets irq_enabled = 0x200",
+        "7. no IDT entry for vector 0x23")),
+    "trap gate": (_trap_gate, "deliver", lambda g: _past_the_window(
+        g, 0x4, 2, "6. irq_enabled = 0x200 (enabled: not 0)",
+        _delivering("trap") % (2, g.syms.lookup("irq_handler")))),
+    "interrupt gate": (_interrupt_gate, "deliver", lambda g: _past_the_window(
+        g, 0x80000002, 1, "6. irq_enabled = 0x200 (enabled: not 0)",
+        _delivering("interrupt") % (1, g.syms.lookup("irq_handler")))),
+}
+
+
+@pytest.mark.parametrize("case", list(EXPLANATIONS))
+def test_the_explanation_word_for_word(g, case):
+    from lgdbg import inspect
+    setup, verdict, expected = EXPLANATIONS[case]
+    for irq in setup(g):
+        g.m.raise_irq(irq)
+    decision = g.m.host.decide_interrupt()
+    steps = expected(g)
+    assert decision.steps == steps
+    assert (decision.verdict, decision.detail) == (verdict, steps[-1].split(". ", 1)[1])
+    assert decision.vector == (0x20 + decision.irq if len(steps) == 6 else None)
+    data = inspect.decision_data(decision)
+    assert (data["pending"], data["blocked"]) == (abi.irq_list(g.m.host.irqs_pending),
+                                                  abi.irq_list(g.ld(abi.LD_BLOCKED)))
+
+
+def test_the_explanation_before_lguest_init(elf):
+    from lgdbg import inspect
+    m = Machine(elf)
+    decision = m.host.decide_interrupt()
+    words = "lguest_data is not registered yet (no LGUEST_INIT)"
+    assert (decision.verdict, decision.detail, decision.steps) == ("none", words, ["1. " + words])
+    assert inspect.decision_data(decision) == {
+        "verdict": "none", "irq": None, "detail": words, "steps": ["1. " + words],
+        "pending": [], "blocked": []}
+    assert m.try_deliver()[0] is None and m.host.irqs_pending == 0
+
+
+# --- deferrals are traced once per change of reason ---------------------------------------
+
+def test_a_deferral_is_traced_once_per_reason_and_again_after_delivery(g):
+    def reasons():
+        return [(e["irq"], e["reason"]) for e in g.kinds("irq-deferred")]
+    g.set_ld(abi.LD_IRQ_ENABLED, 0)
+    g.m.raise_irq(1)
+    g.m.try_deliver()
+    g.m.try_deliver()
+    assert reasons() == [(1, "disabled")]
+    eip = g.m.cpu.reg("eip")
+    g.m.cpu.set_reg("eip", g.m.host.noirq_start)
+    g.m.try_deliver()
+    g.m.cpu.set_reg("eip", eip)
+    g.m.try_deliver()
+    g.m.try_deliver()
+    assert reasons() == [(1, "disabled"), (1, "noirq"), (1, "disabled")]
+    g.set_ld(abi.LD_IRQ_ENABLED, 0x200)
+    assert g.m.try_deliver()[0] == 1
+    irq = g.kinds("irq")[0]
+    assert (irq["handler"], irq["vector"], irq["gate"], irq["from_eip"], irq["esp"]) == (
+        g.syms.lookup("irq_handler"), 0x21, "interrupt", eip, g.m.cpu.reg("esp"))
+    # Delivered: the next deferral of irq 1 is news again.
+    g.m.cpu.set_reg("eip", eip)
+    g.m.raise_irq(1)
+    g.m.try_deliver()
+    assert reasons() == [(1, "disabled"), (1, "noirq"), (1, "disabled"), (1, "disabled")]
+
+
+# --- §7.3 from user mode: the SET_STACK stack, SS:ESP pushed, the Guest's kernel ring -----
+
+USER_DATA = """
+	.data
+	.balign 8
+gdt:	.fill 12, 8, 0
+	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
+	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
+	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
+	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+	.long 0, 0, 0, 0		/* 16, 17: the Host's TSS and LDT slots */
+	.long 0x0000ffff, 0x00cf9200	/* 18 another kernel data: the kernel stack's */
+	.bss
+	.balign 16
+	.space 4096
+	.globl	kstack_top
+kstack_top:
+	.space 4096
+	.globl	ustack_top
+ustack_top:
+"""
+USER_BODY = INIT + """
+	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $19
+	hcall	LHCALL_SET_STACK, $0x91, $kstack_top, $1	/* ss1: entry 18, RPL 1 */
+	SET_GATE 0x21, irq_handler, INTERRUPT_GATE
+	UNBLOCK_IRQ 0
+	movl	$0x7b, %eax
+	movl	%eax, %ds
+	movl	%eax, %es
+	movl	$0x200, %ss:lguest_data
+	pushl	$0x7b
+	pushl	$ustack_top
+	pushl	$0x202
+	pushl	$0x73
+	pushl	$user_spin
+	iret
+	.globl	user_spin
+user_spin:
+	jmp	user_spin
+"""
+
+
+def test_interrupt_from_user_mode_switches_to_the_set_stack_stack(tmp_path):
+    elf = build_guest(tmp_path, USER_BODY, text=TEXT, data=USER_DATA + DATA)
+    syms = Symbols(elf)
+    m = Machine(elf, max_insns=20_000)
+    m.cpu.add_breakpoint(syms.lookup("user_spin"))
+    assert m.run().kind == "breakpoint"
+    user = m.cpu.regs()
+    assert (user["cs"], user["ss"]) == (0x73, 0x7b)
+    m.raise_irq(1)
+    irq, _ = m.try_deliver()
+    assert irq == 1
+    kstack = syms.lookup("kstack_top")
+    regs = m.cpu.regs()
+    assert (regs["eip"], regs["cs"], regs["ss"], regs["esp"]) == (
+        syms.lookup("irq_handler"), 0x61, 0x91, kstack - 20)
+    assert m.cpu.cpl == 1
+    frame = struct.unpack("<5I", m.read_memory(kstack - 20, 20))
+    assert frame == (user["eip"], 0x73, user["eflags"], user["esp"], 0x7b)
+
+
+# --- §7.4: a trap with no handler; the in/out emulation's forms ----------------------------
+
+def test_unhandled_trap_kills_naming_vector_eip_and_errcode(tmp_path):
+    body = INIT + "\t.globl\tfaulting\nfaulting:\n\tcli\n\tPOWER_OFF\n"    # #GP(0), no gate
+    elf = build_guest(tmp_path, body)
+    m = Machine(elf, max_insns=20_000)
+    stop = m.run()
+    at = Symbols(elf).lookup("faulting")
+    assert stop.kind == "killed" and m.host.killed_by_trap
+    assert re.fullmatch(r"unhandled trap 13 at (0x)?%x \((0x)?0\)" % at, stop.reason), stop.reason
+
+
+IN_OUT = [  # label, instruction bytes, EAX after (EAX was 0x12345678)
+    ("in_e4", "inb $0x60, %al", 0x1234FFFF),
+    ("in_66e4", ".byte 0x66, 0xe4, 0x60", 0xFFFF5678),     # even opcode, prefix: upper half
+    ("in_ec", "inb %dx, %al", 0x1234FFFF),
+    ("in_66ec", ".byte 0x66, 0xec", 0xFFFF5678),
+    ("in_e5", "inl $0x60, %eax", 0xFFFFFFFF),              # odd opcode: all ones
+    ("in_66e5", "inw $0x60, %ax", 0xFFFFFFFF),
+    ("in_ed", "inl %dx, %eax", 0xFFFFFFFF),
+    ("out_e6", "outb %al, $0x80", 0x12345678),             # out: EAX untouched
+    ("out_ef", "outl %eax, %dx", 0x12345678),
+]
+
+
+def test_in_out_emulation_every_form(tmp_path):
+    body = INIT + "\tmovw\t$0x3f8, %dx\n"
+    for label, insn, _ in IN_OUT:
+        body += "\tmovl\t$0x12345678, %%eax\n\t.globl\t%s\n%s:\t%s\n\tmovl\t%%eax, r_%s\n" % (
+            label, label, insn, label)
+    body += "\tPOWER_OFF\n"
+    data = "\t.data\n" + "".join("\t.globl\tr_%s\nr_%s: .long 0\n" % (l, l) for l, _, _ in IN_OUT)
+    elf = build_guest(tmp_path, body, data=data)
+    syms = Symbols(elf)
+    m = Machine(elf, max_insns=20_000)
+    events = []
+    m.subscribe(events.append)
+    assert m.run().kind == "poweroff"
+    got = {l: struct.unpack("<I", m.read_memory(syms.lookup("r_" + l), 4))[0] for l, _, _ in IN_OUT}
+    assert got == {l: want for l, _, want in IN_OUT}
+    traps = [{k: v for k, v in e.items() if k not in ("icount", "time_ns")}
+             for e in events if e["kind"] == "trap"]
+    assert traps == [{"kind": "trap", "vector": 13, "errcode": 0, "eip": syms.lookup(l),
+                      "delivered": False, "emulated": True} for l, _, _ in IN_OUT]
