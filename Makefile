@@ -37,6 +37,7 @@ mutation: $(VENV)/.mutation
 	tools/install-deps.sh test
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_score.py --timeouts | xargs -r $(BIN)/mutmut run --max-children 2
 	$(BIN)/python tools/mutation_score.py
 
 $(VENV)/.mutation: $(STAMP)

@@ -1,13 +1,17 @@
 """Print `make mutation`'s score, routine by routine, and the survivors.
 
     .venv/bin/python tools/mutation_score.py [--all]
+    .venv/bin/python tools/mutation_score.py --timeouts
 
 Reads what `mutmut run` left in mutants/ (one .meta file per mutated
-source file).  The score is killed / (killed + survived + timeout): a
-mutant no selected test runs ("no tests") is listed apart, because the
-fast Host-rule tests do not aim at every hypercall.  Survivors of the
-decision routines (interrupts, traps, page tables) are named, one a line,
-for `mutmut show NAME`; --all names every survivor.
+source file).  The score is (killed + timeout) / (killed + timeout +
+survived), as mutmut's own: a mutant that makes the tests hang was
+detected.  A mutant no selected test runs ("no tests") is counted apart,
+because the fast Host-rule tests do not aim at every hypercall.  Survivors
+of the decision routines (interrupts, traps, page tables) are named, one a
+line, for `mutmut show NAME`; --all names every survivor.  --timeouts only
+lists the mutants that timed out: under load a few time out spuriously, and
+`make mutation` runs those once more.
 """
 
 import collections
@@ -53,27 +57,33 @@ def main(argv):
     if not results:
         print("no mutation results in mutants/: run `make mutation` first")
         return 2
+    if "--timeouts" in argv:
+        for key, code in sorted(results.items()):
+            if status_by_exit_code[code] == "timeout":
+                print(key)
+        return 0
     by_routine = collections.defaultdict(collections.Counter)
     survivors = []
     for key, code in sorted(results.items()):
         status = status_by_exit_code[code]
         by_routine[routine(key)][status] += 1
-        if status in ("survived", "timeout", "suspicious"):
+        if status in ("survived", "suspicious"):
             survivors.append(key)
-    total = collections.Counter()
-    print("%-40s %7s %8s %8s" % ("routine", "killed", "survived", "no tests"))
+    print("%-40s %7s %8s %8s %8s" % ("routine", "killed", "timeout", "survived", "no tests"))
     for name, counts in sorted(by_routine.items()):
-        total.update(counts)
-        print("%-40s %7d %8d %8d" % (name, counts["killed"], counts["survived"] + counts["timeout"],
-                                    counts["no tests"]))
+        print("%-40s %7d %8d %8d %8d" % (name, counts["killed"], counts["timeout"],
+                                         counts["survived"] + counts["suspicious"],
+                                         counts["no tests"]))
     for label, pick in (("decision routines", is_decision), ("all", lambda n: True)):
         c = collections.Counter()
         for name, counts in by_routine.items():
             if pick(name):
                 c.update(counts)
-        tested = c["killed"] + c["survived"] + c["timeout"] + c["suspicious"]
-        print("score, %s: %d/%d killed (%.1f%%), %d without tests"
-              % (label, c["killed"], tested, 100.0 * c["killed"] / max(tested, 1), c["no tests"]))
+        detected = c["killed"] + c["timeout"]
+        tested = detected + c["survived"] + c["suspicious"]
+        print("score, %s: %d/%d detected (%.1f%%; %d of them by timeout), %d without tests"
+              % (label, detected, tested, 100.0 * detected / max(tested, 1), c["timeout"],
+                 c["no tests"]))
     shown = [k for k in survivors if "--all" in argv or is_decision(routine(k))]
     if shown:
         print("survivors%s (mutmut show NAME):" % ("" if "--all" in argv else " in the decision routines"))

@@ -6,7 +6,7 @@ decision order of shared/docs/lguest-abi.md (section numbers in the comments).
     kill_guest              §8.3   only the first reason is kept
     do_hypercalls           §3.4   the async ring, then the synchronous call
     do_hcall                §3.2   one function per hypercall below it
-    maybe_do_interrupt      §7.2   the exact decision sequence
+    decide_interrupt, maybe_do_interrupt   §7.2   the decision sequence, then its deeds
     set_guest_interrupt     §7.3   building the frame
     handle_trap / deliver_trap / emulate_insn   §7.4
 
