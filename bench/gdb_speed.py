@@ -9,7 +9,10 @@ gdb (driven by tests/gdbmi.py, which waits on MI tokens, not on quiet time)
 it measures:
 
   - Ctrl-C delay: -exec-interrupt on the running loop until *stopped (median)
-  - stepi round trips per second, timed inside gdb's own Python
+  - stepi round trips per second, timed inside gdb's own Python; with
+    --breakpoints N, N breakpoints (never hit) stay set while stepping: gdb
+    inserts and removes every one around each step (Z0/z0), and each of
+    those changes drops lgdbg's translated code (Cpu.hook_add, issue 14)
   - `dump binary memory` of 1 MiB, timed inside gdb's own Python
 
 and prints each figure with the ratio lgdbg / QEMU (>= 1.0x: lgdbg as good).
@@ -110,7 +113,7 @@ class Qemu:
         self.proc.wait()
 
 
-def measure(address, image, ram_start, steps, reps):
+def measure(address, image, ram_start, steps, reps, breakpoints=0):
     # Ctrl-C through MI (async, so -exec-interrupt reaches the running target).
     gdb = Gdb(timeout=120)
     try:
@@ -150,6 +153,8 @@ def measure(address, image, ram_start, steps, reps):
     try:
         proc = subprocess.run(["gdb", "-batch", "-nx", "-ex", "file %s" % image,
                                "-ex", "target remote %s" % address, "-ex", "interrupt",
+                               *[a for i in range(breakpoints) for a in
+                                 ("-ex", "break *%#x" % (ram_start + 0x110000 + 16 * i))],
                                "-ex", "source %s" % script, "-ex", "kill"],
                               capture_output=True, text=True, timeout=600,
                               stdin=subprocess.DEVNULL)
@@ -169,6 +174,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--breakpoints", type=int, default=0,
+                    help="breakpoints (never hit) set while stepping")
     args = ap.parse_args()
     for tool in ("gdb", "gcc", "ld", "qemu-system-i386"):
         if not shutil.which(tool):
@@ -176,16 +183,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         lg_image, mb_image = build(tmp)
         with Serve(lg_image) as serve:
-            lg = measure(serve.address, lg_image, 0xC0000000, args.steps, args.reps)
+            lg = measure(serve.address, lg_image, 0xC0000000, args.steps, args.reps,
+                         args.breakpoints)
         qemu = Qemu(mb_image)
         try:
-            qm = measure(qemu.address, mb_image, 0x100000, args.steps, args.reps)
+            qm = measure(qemu.address, mb_image, 0x100000, args.steps, args.reps,
+                         args.breakpoints)
         finally:
             qemu.close()
     rows = [
         ("Ctrl-C delay (ms, median of %d)" % args.reps, lg["ctrl_c_s"] * 1e3,
          qm["ctrl_c_s"] * 1e3, qm["ctrl_c_s"] / lg["ctrl_c_s"]),
-        ("stepi round trips per second", lg["stepi_per_s"], qm["stepi_per_s"],
+        ("stepi round trips per second%s" % (" (%d bps)" % args.breakpoints
+                                             if args.breakpoints else ""),
+         lg["stepi_per_s"], qm["stepi_per_s"],
          lg["stepi_per_s"] / qm["stepi_per_s"]),
         ("dump binary memory 1 MiB (MiB/s)", lg["dump_mib_per_s"], qm["dump_mib_per_s"],
          lg["dump_mib_per_s"] / qm["dump_mib_per_s"]),

@@ -19,11 +19,13 @@
 	.section .init.text, "ax", @progbits
 	.ascii	"GenuineLguest"
 	.globl	guest_entry
+	.type	guest_entry, @function
 guest_entry:
 	movl	$stack_top, %esp
 	movl	%esi, %eax
 	addl	$PAGE_OFFSET, %eax
 	jmp	faults_init
+	.size	guest_entry, . - guest_entry
 
 	.text
 	.globl	faults_init
@@ -49,13 +51,21 @@ faults_init:
  * exception table tells the handler where to carry on, just as Linux's
  * __ex_table does for get_user(). */
 	movl	$0x5a5a5a5a, %eax
+	.size	faults_init, . - faults_init
+	.type	read_fault, @function
 read_fault:
 	movl	__PA(lguest_data), %eax		/* a read at a physical address */
+/* read_fixup is write_fault's address: left a plain label, so that every
+ * debugger names that address write_fault. */
 read_fixup:
 	EX_TABLE read_fault, read_fixup
 
+	.size	read_fault, . - read_fault
+	.type	write_fault, @function
 write_fault:
 	movl	$1, 0x00000010			/* a write near address 0 */
+	.size	write_fault, . - write_fault
+	.type	write_fixup, @function
 write_fixup:
 	EX_TABLE write_fault, write_fixup
 	PRINT	"faults: survived "
@@ -68,6 +78,8 @@ write_fixup:
  * instruction is an in or out it can emulate; a cli is not, so the #GP comes
  * to our handler, which steps over it. */
 	.globl	unpatched_cli
+	.size	write_fixup, . - write_fixup
+	.type	unpatched_cli, @function
 unpatched_cli:
 	cli
 	PRINT	"faults: still running after an unpatched cli\n"
@@ -133,7 +145,7 @@ unpatched_cli:
 /*:*/
 	PRINT	"faults: done\n"
 	POWER_OFF
-	.size	faults_init, . - faults_init
+	.size	unpatched_cli, . - unpatched_cli
 
 /*G:080 The page fault handler.  The Host pushed an error code below the usual
  * EIP, CS and EFLAGS (bit 0: the page was present, bit 1: a write, bit 2: from
@@ -167,9 +179,11 @@ page_fault:
 	popal
 	addl	$4, %esp			/* drop the error code */
 	jmp	lguest_iret
+	.size	page_fault, . - page_fault
+	.type	no_fixup, @function
 no_fixup:
 	CRASH_MSG "page fault with no exception table entry"
-	.size	page_fault, . - page_fault
+	.size	no_fixup, . - no_fixup
 /*:*/
 
 /*G:090 The #GP handler only knows how to skip a stray cli or sti: the one

@@ -15,11 +15,13 @@
 	.section .init.text, "ax", @progbits
 	.ascii	"GenuineLguest"
 	.globl	guest_entry
+	.type	guest_entry, @function
 guest_entry:
 	movl	$stack_top, %esp
 	movl	%esi, %eax
 	addl	$PAGE_OFFSET, %eax
 	jmp	hello_init
+	.size	guest_entry, . - guest_entry
 
 	.text
 /*G:020 hello_init gets the virtual address of the boot header in EAX, like
@@ -62,6 +64,8 @@ hello_init:
 	PRINT	"Command line: "
 	call	console_write
 	PRINT	"\n"
+	.size	hello_init, . - hello_init
+	.type	no_cmdline, @function
 no_cmdline:
 /*:*/
 
@@ -69,7 +73,7 @@ no_cmdline:
  * the message "Power down", which the Launcher treats as a clean exit.  The
  * Host never returns from CRASH. :*/
 	POWER_OFF
-	.size	hello_init, . - hello_init
+	.size	no_cmdline, . - no_cmdline
 
 	CONSOLE_ROUTINES
 

@@ -26,11 +26,13 @@
 	.section .init.text, "ax", @progbits
 	.ascii	"GenuineLguest"
 	.globl	guest_entry
+	.type	guest_entry, @function
 guest_entry:
 	movl	$stack_top, %esp
 	movl	%esi, %eax
 	addl	$PAGE_OFFSET, %eax
 	jmp	iret_init
+	.size	guest_entry, . - guest_entry
 
 /*G:020 The patch templates.  On real hardware "cli" is one byte; for a Guest
  * in ring 1 it is a #GP, because the Guest may not touch the real IF flag.
@@ -43,7 +45,9 @@ guest_entry:
  * lguest_data.  They live in .text (not in discarded init code) because a
  * kernel would need them again to patch modules loaded later. */
 #define LGUEST_PATCH(name, insns...)			\
+	.type lgstart_##name, @function;		\
 	lgstart_##name:	insns; lgend_##name:;		\
+	.size lgstart_##name, lgend_##name - lgstart_##name; \
 	.globl lgstart_##name; .globl lgend_##name
 
 	.text
@@ -119,6 +123,8 @@ iret_init:
  * (popf site) and then does some busy work.  main_loop is reached exactly
  * once per pass, which makes it a good place for a debugger to stop. */
 	.globl	main_loop
+	.size	iret_init, . - iret_init
+	.type	main_loop, @function
 main_loop:
 	PUSHF_SITE
 	testl	$X86_EFLAGS_IF, %eax
@@ -140,9 +146,11 @@ main_loop:
 	PRINT	" passes of main_loop, every one returned through lguest_iret\n"
 	POWER_OFF
 
+	.size	main_loop, . - main_loop
+	.type	irqs_off_in_main_loop, @function
 irqs_off_in_main_loop:
 	CRASH_MSG "interrupts found disabled at the top of main_loop"
-	.size	iret_init, . - iret_init
+	.size	irqs_off_in_main_loop, . - irqs_off_in_main_loop
 
 /*G:050 apply_paravirt walks .parainstructions and lets lguest_patch rewrite
  * each site; whatever the patch did not fill is padded with NOPs, so
@@ -240,6 +248,8 @@ timer_interrupt:
 	jmp	lguest_iret
 /*:*/
 
+	.size	timer_interrupt, . - timer_interrupt
+	.type	interrupt_in_noirq_window, @function
 interrupt_in_noirq_window:
 	movl	(%esp), %eax
 	PRINT	"iret: interrupt delivered at "
@@ -247,13 +257,15 @@ interrupt_in_noirq_window:
 	PRINT	", inside lguest_iret's noirq window\n"
 	CRASH_MSG "nested interrupt inside lguest_iret's noirq window"
 
+	.size	interrupt_in_noirq_window, . - interrupt_in_noirq_window
+	.type	timer_reentered, @function
 timer_reentered:
 	movl	(%esp), %eax
 	PRINT	"iret: timer interrupt at "
 	PRINT_HEX %eax
 	PRINT	" while its handler was still running\n"
 	CRASH_MSG "timer interrupt re-entered its handler"
-	.size	timer_interrupt, . - timer_interrupt
+	.size	timer_reentered, . - timer_reentered
 
 	.globl	lguest_iret
 	.globl	lguest_noirq_start

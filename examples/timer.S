@@ -15,11 +15,13 @@
 	.section .init.text, "ax", @progbits
 	.ascii	"GenuineLguest"
 	.globl	guest_entry
+	.type	guest_entry, @function
 guest_entry:
 	movl	$stack_top, %esp
 	movl	%esi, %eax
 	addl	$PAGE_OFFSET, %eax
 	jmp	timer_init
+	.size	guest_entry, . - guest_entry
 
 	.text
 	.globl	timer_init
@@ -57,6 +59,8 @@ timer_init:
  * it.  The handler returns through lguest_iret, which copies the IF bit of the
  * frame back into irq_enabled, and we come back here after the HALT. */
 	.globl	idle_loop
+	.size	timer_init, . - timer_init
+	.type	idle_loop, @function
 idle_loop:
 	IRQS_OFF
 	cmpl	$TICKS, ticks
@@ -65,6 +69,8 @@ idle_loop:
 	jmp	idle_loop
 /*:*/
 
+	.size	idle_loop, . - idle_loop
+	.type	timer_done, @function
 timer_done:
 	PRINT	"timer: "
 	PRINT_DEC ticks
@@ -72,7 +78,7 @@ timer_done:
 	PRINT_DEC irq1_count
 	PRINT	" times; powering off\n"
 	POWER_OFF
-	.size	timer_init, . - timer_init
+	.size	timer_done, . - timer_done
 
 /*G:050 The clock handler.  It came in through an interrupt gate, so the Host
  * has already set irq_enabled to 0 and no second interrupt can arrive until we

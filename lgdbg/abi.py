@@ -50,6 +50,10 @@ BOOT_E820_MAP = 0x2D0
 BOOT_CMD_LINE_PTR = 0x228
 BOOT_GUEST_TYPE = 0x23C
 BOOT_CMDLINE_ADDR = 0x1000
+BOOT_TYPE_OF_LOADER = 0x210       # the Launcher says 0xFF ("unknown") with an initrd
+BOOT_RAMDISK_IMAGE = 0x218
+BOOT_RAMDISK_SIZE = 0x21C
+LGUEST_MAX_DMA = 32               # BIND_DMA slots per Guest
 
 # --- §3 Hypercalls ---------------------------------------------------------
 HCALL_NAMES = {

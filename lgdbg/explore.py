@@ -1,10 +1,11 @@
 """`lgdbg explore`: what if a virtual interrupt arrived at each instruction of a window?
 
     lgdbg explore IMAGE --at SYMBOL[+OFF] --window START[-END] --irq N
-                  [--no-noirq] [--budget N] [--json]
+                  [--after ICOUNT] [--no-noirq] [--budget N] [--json]
 
 1. Run the Guest (deterministic icount clock) to its first arrival at --at
-   and snapshot the machine (lgdbg.snapshot: later restores rewrite only the
+   (after --after instructions: a real kernel passes lguest_iret long before
+   its clock runs) and snapshot the machine (lgdbg.snapshot: later restores rewrite only the
    pages that changed).
 2. The reference run: from the snapshot, without any injection, run on.  Its
    first arrival at --at again (or power-off, a kill, the instruction budget)
@@ -41,6 +42,7 @@ import time
 
 from . import abi, images
 from .errors import LgdbgError, UsageError
+from .run_command import add_initrd_option, read_initrd
 
 DEFAULT_BUDGET = 20_000_000       # instructions after the snapshot
 SETTLED = "settled"
@@ -57,6 +59,8 @@ def configure(parser):
                              "START's symbol end, else lguest_noirq_end)")
     parser.add_argument("--irq", type=lambda t: int(t, 0), required=True, metavar="N",
                         help="the virtual irq to raise at each boundary")
+    parser.add_argument("--after", type=int, default=0, metavar="ICOUNT",
+                        help="look for --at only after this many instructions")
     parser.add_argument("--no-noirq", action="store_true",
                         help="ignore the Guest's noirq window (show what it prevents)")
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
@@ -68,6 +72,7 @@ def configure(parser):
     parser.add_argument("--cmdline", default="", metavar="TEXT", help="kernel command line")
     parser.add_argument("--host-tick", type=int, default=DEFAULT_HOST_TICK, metavar="N",
                         help="a Host entry every N instructions (default %d)" % DEFAULT_HOST_TICK)
+    add_initrd_option(parser)
 
 
 def run(args):
@@ -82,9 +87,12 @@ def run(args):
     at = syms.lookup(args.at)
     labels = []
     start, end = parse_window(syms, path, args.window, labels)
-    machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick)
-    ex = Explorer(machine, syms, at, start, end, args.irq,
-                  no_noirq=args.no_noirq, budget=args.budget, labels=labels)
+    machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick,
+                      initrd=read_initrd(args.initrd))
+    if args.after < 0:
+        raise UsageError("--after must not be negative")
+    ex = Explorer(machine, syms, at, start, end, args.irq, no_noirq=args.no_noirq,
+                  budget=args.budget, labels=labels, after=args.after)
     report = ex.explore()
     report["image"] = path
     report["at_symbol"] = args.at
@@ -210,9 +218,9 @@ class FirstArrivals:
         if not run:
             return
         lo, end = run[0][0], run[-1][0] + run[-1][1]
-        self.hooks[(lo, end)] = self.uc.hook_add(UC_HOOK_CODE, self._on_code, None, lo, end - 1)
-        # Code translated before the hook existed would never call it.
-        self.cpu.invalidate(lo, end - lo)
+        # Cpu.hook_add drops translated code: code translated before the
+        # hook existed would never call it.
+        self.hooks[(lo, end)] = self.cpu.hook_add(UC_HOOK_CODE, self._on_code, None, lo, end - 1)
 
     def _on_code(self, uc, addr, size, _):
         if addr in self.remaining:
@@ -224,7 +232,7 @@ class FirstArrivals:
             return
         for (lo, end), h in list(self.hooks.items()):
             if lo <= addr < end:
-                self.uc.hook_del(h)
+                self.cpu.hook_del(h)
                 del self.hooks[(lo, end)]
                 inside = sorted((a, n) for a, n in self.remaining.items() if lo <= a < end)
                 self._add([x for x in inside if x[0] < addr])
@@ -233,14 +241,14 @@ class FirstArrivals:
 
     def close(self):
         for h in self.hooks.values():
-            self.uc.hook_del(h)
+            self.cpu.hook_del(h)
         self.hooks.clear()
 
 
 # --- the explorer ---------------------------------------------------------------------------
 class Explorer:
     def __init__(self, machine, symbols, at, start, end, irq, no_noirq=False,
-                 budget=DEFAULT_BUDGET, track=True, labels=None):
+                 budget=DEFAULT_BUDGET, track=True, labels=None, after=0):
         from .snapshot import Snapshots
         if not machine.clock.deterministic:
             raise UsageError("the explorer needs the deterministic clock (--clock icount)")
@@ -250,6 +258,7 @@ class Explorer:
         self.irq = irq
         self.no_noirq = no_noirq
         self.budget = budget
+        self.after = after
         self.labels = list(labels) if labels else [self._name(start), self._name(end)]
         self.snaps = Snapshots(machine, track=track)
         self.console = ""
@@ -274,6 +283,11 @@ class Explorer:
     def prepare(self):
         m = self.m
         t0 = time.perf_counter()
+        if self.after > m.icount:
+            stop = m.run(max_insns=self.after - m.icount)
+            if stop.kind != "step":
+                raise LgdbgError("the guest never gets to --after %d: %s after %d instructions"
+                                 % (self.after, _stop_text(stop), m.icount))
         m.cpu.add_breakpoint(self.at)
         limit = m.icount + self.budget
         while True:

@@ -15,7 +15,7 @@ import threading
 
 from . import images
 from .errors import UsageError
-from .run_command import add_machine_options, build_machine
+from .run_command import add_console_input_option, add_machine_options, build_machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # gdb_scripts/ as package data (pip install), or beside the package (checkout).
@@ -25,6 +25,7 @@ SCRIPT_DIRS = (os.path.join(HERE, "gdb_scripts"), os.path.join(os.path.dirname(H
 
 def configure(parser):
     add_machine_options(parser)
+    add_console_input_option(parser)
     parser.add_argument("--gdb", default=os.environ.get("LGDBG_GDB", "gdb"), metavar="PATH",
                         help="the gdb to run (default: gdb on PATH, or $LGDBG_GDB)")
     parser.add_argument("gdb_args", nargs="*", metavar="-- GDB-ARGS",

@@ -437,3 +437,39 @@ def render_patches(rows, sym):
 def render_journey_position(pc, path, line, sym):
     """The line before a journey fragment: where the pc is in the sources."""
     return "pc %s is at %s:%d; the journey there:" % (addr(pc, sym), path, line)
+
+
+def render_pgtable_walk(w, sym):
+    """One address through the Guest's tables and the Host's shadow
+    (lgdbg.pgtable_view.walk)."""
+    def entry(value, flags):
+        return "%#010x  %s" % (value, " ".join(flags) or "not present")
+    out = ["%s in %s" % (addr(w["vaddr"], sym), w["region"]),
+           "Guest's walk (cr3 %#x):" % w["cr3"],
+           "  page directory entry at %#x: %s" % (w["pde_addr"], entry(w["pde"], w["pde_flags"]))]
+    if w["pte_addr"] is not None:
+        out.append("  page table entry at %#x:     %s"
+                   % (w["pte_addr"], entry(w["pte"], w["pte_flags"])))
+    out.append("  physical: %s" % ("%#x" % w["phys"] if w["phys"] is not None
+                                   else "none (the Guest would take a page fault)"))
+    if w["shadow_slot"] is None:
+        out.append("Host's shadow: %s" % w["shadow_state"])
+    else:
+        out.append("Host's shadow (slot %d): %s: %s" % (
+            w["shadow_slot"], entry(w["shadow"], w["shadow_flags"]) if w["shadow"] else "empty",
+            w["shadow_state"]))
+    return "\n".join(out)
+
+
+def render_pgtable_summary(s):
+    """The four shadow page directories (lgdbg.pgtable_view.summary)."""
+    out = ["Host's shadow page directories (%d fills so far, %d pool pages in use):"
+           % (s["fills"], s["pool_pages"])]
+    rows = [("slot", "Guest cr3", "PDEs", "PTEs", "")]
+    for r in s["slots"]:
+        if r["cr3"] is None:
+            rows.append((r["slot"], "(unused)", "", "", ""))
+        else:
+            rows.append((r["slot"], "%#x" % r["cr3"], r["pdes"], r["ptes"],
+                         "<- current" if r["current"] else ""))
+    return "\n".join(out + _table(rows))

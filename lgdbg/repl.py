@@ -20,11 +20,12 @@ import threading
 
 from . import images
 from .errors import UsageError
-from .run_command import add_machine_options, build_machine
+from .run_command import add_console_input_option, add_machine_options, build_machine
 
 
 def configure(parser):
     add_machine_options(parser)
+    add_console_input_option(parser)
     parser.add_argument("--no-history", action="store_true",
                         help="keep no checkpoints (reverse-stepi/reverse-continue refused)")
     parser.add_argument("--batch", metavar="FILE",

@@ -22,7 +22,7 @@ import re
 import struct
 import sys
 
-from . import abi, inspect, render
+from . import abi, inspect, pgtable_view, render
 from .debugger import CATCH_KINDS, Debugger
 from .errors import LgdbgError, UsageError
 
@@ -35,7 +35,8 @@ class CommandError(LgdbgError):
 COMMANDS = (
     "continue", "stepi", "step-irq", "reverse-stepi", "reverse-continue", "break", "tbreak", "delete", "info", "watch",
     "rwatch", "awatch", "regs", "x", "disas", "data", "noirq", "irq", "hcalls", "idt",
-    "host", "status", "catch", "patches", "trace", "console", "journey", "help", "quit",
+    "host", "status", "pgtable", "catch", "patches", "trace", "console", "journey", "help",
+    "quit",
 )
 ALIASES = {
     "c": "continue", "cont": "continue", "si": "stepi", "b": "break", "br": "break",
@@ -866,6 +867,30 @@ class Commands:
             raise CommandError("status takes no arguments")
         self.say(render.render_status(inspect.status(self.m), self.sym))
 
+    def cmd_pgtable(self, args):
+        """pgtable [ADDR] [--cr3 N]: ADDR through the Guest's page tables beside the
+        Host's shadow entry; without ADDR the Host's four shadow page directories."""
+        words = args.split()
+        cr3 = None
+        if "--cr3" in words:
+            i = words.index("--cr3")
+            if i + 1 >= len(words):
+                raise CommandError("--cr3 wants the physical address of a page directory")
+            cr3 = self.address(words[i + 1])
+            del words[i:i + 2]
+        if len(words) > 1:
+            raise CommandError("usage: pgtable [ADDR] [--cr3 N]")
+        try:
+            addr, cr3 = pgtable_view.parse_args(
+                ["%#x" % self.address(w) for w in words]
+                + ([] if cr3 is None else ["--cr3", "%#x" % cr3]))
+        except UsageError as e:
+            raise CommandError(str(e))
+        if addr is None:
+            self.say(render.render_pgtable_summary(pgtable_view.summary(self.m)))
+        else:
+            self.say(render.render_pgtable_walk(pgtable_view.walk(self.m, addr, cr3), self.sym))
+
     def cmd_catch(self, args):
         """catch hcall [NAME|N] | irq [N] | trap [N] | kill | list | delete N: lguest catchpoints."""
         words = args.split()
@@ -961,9 +986,15 @@ class Commands:
         return head + text
 
     def cmd_console(self, args):
-        """console: the guest's console output so far."""
+        """console [send TEXT]: the guest's console output so far, or type TEXT
+        (and Enter) into its console; it gets the line when it next waits for input."""
+        if args.split()[:1] == ["send"]:
+            text = args.strip()[len("send"):].lstrip()
+            self.m.launcher.input.send(text.encode("latin-1", "replace") + b"\n")
+            self.say("queued %d bytes for the guest's console" % (len(text) + 1))
+            return
         if args:
-            raise CommandError("console takes no arguments")
+            raise CommandError("console takes no arguments but `send TEXT`")
         text = "".join(self.console_text)
         if not text:
             self.say("(the guest has printed nothing yet)")

@@ -113,7 +113,7 @@ class History:
         target = self._previous_position()
         if target is None:
             return Stop("history-begin")
-        self._go_to(target)
+        target = self._go_to_boundary(target)
         self._drop_after(target)
         return Stop("step")
 
@@ -145,6 +145,19 @@ class History:
         self.snaps.restore(start.snap)
         icount, held = target
         self._replay(icount - self.m.icount, hold=held)
+
+    def _go_to_boundary(self, target):
+        """_go_to(target), or to the instruction before when target is no
+        instruction boundary: the count of a rep string instruction's final
+        pass, which no run stops at (Cpu.run_counted), so the replay ran past
+        it.  Returns the target reached."""
+        self._go_to(target)
+        icount, held = target
+        if self.m.icount > icount and not held and icount > 0 and \
+                self._has_point_before(icount - 1, False, inclusive=True):
+            target = (icount - 1, False)
+            self._go_to(target)
+        return target
 
     def _replay(self, insns, hold=False, record=None):
         m = self.m

@@ -2,7 +2,7 @@
 
 stdout carries only the Guest's console; everything lgdbg says goes to stderr.
 Exit status: 0 powered off, 1 killed (or halted for ever), 2 bad usage or
-image, 3 --max-insns reached.
+image, 3 --max-insns reached, 4 stuck (the same page fault for ever).
 """
 
 import sys
@@ -11,7 +11,7 @@ from . import images
 from .errors import UsageError
 from .machine.machine import DEFAULT_HOST_TICK, DEFAULT_MEM_MIB
 
-STATUS = {"poweroff": 0, "killed": 1, "halted-forever": 1, "max-insns": 3}
+STATUS = {"poweroff": 0, "killed": 1, "halted-forever": 1, "max-insns": 3, "stuck": 4}
 
 
 def parse_irq(text):
@@ -41,11 +41,45 @@ def add_machine_options(parser):
                         help="a Host entry every N instructions (default %d)" % DEFAULT_HOST_TICK)
     parser.add_argument("--clock", choices=("icount", "realtime"), default="icount",
                         help="icount: deterministic virtual time (default); realtime: free-running")
+    add_initrd_option(parser)
+
+
+def add_initrd_option(parser):
+    parser.add_argument("--initrd", metavar="FILE",
+                        help="initial ramdisk (cpio newc, gzip'ed or not) at the top of RAM")
+
+
+def add_console_input_option(parser):
+    parser.add_argument("--console-input", metavar="FILE",
+                        help="what the Guest's console reads (one line each time it waits)")
+
+
+def read_initrd(path):
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError("cannot read --initrd %s: %s" % (path, e.strerror or e))
+
+
+def open_console_input(path):
+    from .machine.console_input import ConsoleInput
+    if path is None:
+        return None
+    try:
+        return ConsoleInput(open(path, "rb"))
+    except OSError as e:
+        raise UsageError("cannot read --console-input %s: %s" % (path, e.strerror or e))
 
 
 def machine_kwargs(args):
     irqs = [parse_irq(t) for t in args.irq]
-    kw = dict(mem_mib=args.mem, cmdline=args.cmdline, clock=args.clock, irqs=irqs)
+    kw = dict(mem_mib=args.mem, cmdline=args.cmdline, clock=args.clock, irqs=irqs,
+              initrd=read_initrd(getattr(args, "initrd", None)))
+    if getattr(args, "console_input", None) is not None:
+        kw["console_input"] = open_console_input(args.console_input)
     if args.host_tick is not None:
         if args.clock == "realtime":
             raise UsageError("--host-tick counts instructions: it needs --clock icount")
@@ -78,7 +112,10 @@ def run(args):
         out.write(data)
         out.flush()
 
-    machine = build_machine(args, max_insns=args.max_insns, output=console)
+    from .machine.console_input import ConsoleInput
+    # Like the Launcher, `run` gives the Guest's console our standard input.
+    machine = build_machine(args, max_insns=args.max_insns, output=console,
+                            console_input=ConsoleInput(sys.stdin.buffer))
     trace = None
     if args.trace:
         from .machine.events import TraceWriter
@@ -104,10 +141,23 @@ def report(machine, stop):
         say("lgdbg: guest powered off %s" % where)
     elif stop.kind == "max-insns":
         say("lgdbg: stopped at --max-insns %s, eip %#x" % (where, machine.cpu.reg("eip")))
+    elif stop.kind == "stuck":
+        say(format_registers(machine.cpu.regs()))
+        say("lgdbg: guest %s, in %s, %s" % (stop.reason, symbol_at(machine, stop.addr), where))
     else:
         say("lgdbg: guest %s: %s %s" % ("killed" if stop.kind == "killed" else "stopped",
                                         stop.reason, where))
         say(format_registers(machine.cpu.regs()))
+
+
+def symbol_at(machine, addr):
+    """'name+0xoff' from the image's symbols, or the bare address."""
+    try:
+        from .symbols import Symbols
+        name = Symbols(machine.image.path).symbolize(addr)
+    except Exception:        # no symbols, a stripped or odd image: the number says enough
+        name = None
+    return name or "%#x" % addr
 
 
 def format_registers(r):

@@ -22,9 +22,9 @@ so only the first snapshot of a Snapshots manager copies all of it (the
 restore rewrites only the pages that can differ from the target.  Which pages
 can differ comes from dirty-page tracking:
 
-  - Guest stores: unicorn's software TLB in UC_TLB_VIRTUAL mode, with a
-    TLB-fill callback that grants write access to a page only on its first
-    store (DirtyTracker: one Python call per written page, none per store);
+  - Guest stores: the shadow page tables withhold write access from a page
+    until its first store (DirtyTracker: one fault per written page, none
+    per store);
   - Host stores (lgwrite: interrupt frames, timestamps, used_len): the
     GuestMemory write observer;
   - debugger stores (Machine.write_memory goes straight to uc.mem_write and
@@ -42,7 +42,6 @@ a data word that shares a page with code does not force retranslation.
 
 import hashlib
 
-from unicorn import UC_MEM_WRITE, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
 
 PAGE = 4096
 PAGE_SHIFT = 12
@@ -109,7 +108,7 @@ class Snapshot:
     """One saved machine state.  Treat as opaque; see Snapshots."""
 
     __slots__ = ("name", "icount", "eip", "context", "state", "gdt", "hcalls",
-                 "pages", "full", "owner")
+                 "pages", "full", "owner", "shadows")
 
     def __repr__(self):
         return "<Snapshot %s icount=%s eip=%#x %s>" % (
@@ -124,71 +123,56 @@ class Snapshot:
 class DirtyTracker:
     """Which Guest RAM pages were written since the last reset().
 
-    Guest stores are seen through unicorn's software TLB: while tracking,
-    unicorn runs in UC_TLB_VIRTUAL mode with a UC_HOOK_TLB_FILL callback that
-    maps every page 1:1 (the Machine runs without paging, so nothing changes
-    for the Guest) but hands out RAM pages *without* write permission until
-    the first store to them.  That store misses the TLB again, the callback
-    records the page and grants write access: one Python call per written
-    page per tracking period, none per store, and no translated code is
-    thrown away (reset() only flushes the TLB).
+    Guest stores are seen through the shadow page tables (page_tables.py):
+    while tracking, the Host withholds write access from every shadow entry
+    of a page not yet written in this period, so the first store to such a
+    page faults; Machine hands that fault to PageTables.tracking_fault, which
+    records the page and grants the write without a Host entry, a trace event
+    or anything else the Guest could notice.  One fault per written page per
+    tracking period, none per store, and no translated code is thrown away
+    (reset() takes back only what this period granted).
 
     Measured alternatives (bench/explore_speed.py's notes): a Python
     UC_HOOK_MEM_WRITE callback per store costs ~1 us each (a spin loop
-    storing to memory dominates everything); splitting that hook around each
-    dirtied page stops the callbacks but unicorn 2.1 invalidates the
-    translated blocks a memory hook has seen when the hook is deleted, which
-    costs a retranslation of everything per injection point.
+    storing to memory dominates everything); unicorn's UC_TLB_VIRTUAL mode
+    with a TLB-fill callback did this before the CPU ran on real page
+    tables, and cannot follow them.
     """
 
     def __init__(self, machine):
         self.m = machine
-        self.uc = machine.cpu.uc
         self.vbase = machine.cpu.page_offset
         self.npages = machine.cpu.ram_size >> PAGE_SHIFT
-        self.vend = self.vbase + (self.npages << PAGE_SHIFT)
         self.dirty = set()           # page numbers (guest-physical >> 12)
         self.active = False
-        self._hook = None
-        self._regions = []           # (begin, end_inclusive, perms) outside RAM
-        self.callbacks = 0           # TLB fills seen (for measurements)
 
     def start(self):
         if self.active:
             return
-        from unicorn import UC_HOOK_TLB_FILL, UC_TLB_VIRTUAL
         self.active = True
-        self._regions = [(b, e, perms) for b, e, perms in self.uc.mem_regions()
-                         if not (self.vbase <= b < self.vend)]
-        self._hook = self.uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
-        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        self.m.pt.track_writes(self.dirty)
         self.m.mem.write_observers.append(self._host_wrote)
-        self.flush_tlb()
 
     def stop(self):
         if not self.active:
             return
-        from unicorn import UC_TLB_CPU
         self.active = False
-        self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        self.uc.hook_del(self._hook)
-        self._hook = None
-        self.flush_tlb()
+        self.m.pt.stop_tracking()
         if self._host_wrote in self.m.mem.write_observers:
             self.m.mem.write_observers.remove(self._host_wrote)
 
-    def flush_tlb(self):
-        from unicorn.unicorn_const import UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE
-        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-
     def reset(self):
         """Forget the dirty set; start a new tracking period."""
-        self.dirty = set()
+        self.dirty.clear()            # the same set: PageTables holds it
         if self.active:
-            self.flush_tlb()
+            self.m.pt.rearm_tracking()
 
     def mark(self, vaddr, length):
-        """Record a write the TLB cannot see (uc.mem_write by a debugger)."""
+        """Record a write the shadows cannot see (by the Host or a debugger).
+
+        vaddr is in the kernel's linear map (PAGE_OFFSET + physical), as
+        GuestMemory's observers and Machine.write_memory report writes.
+        """
         if length <= 0:
             return
         first = (vaddr - self.vbase) >> PAGE_SHIFT
@@ -198,27 +182,6 @@ class DirtyTracker:
 
     def _host_wrote(self, vaddr, length):
         self.mark(vaddr, length)
-
-    def _fill(self, uc, vaddr, access, entry, _):
-        self.callbacks += 1
-        page = vaddr & ~(PAGE - 1)
-        entry.paddr = page
-        if self.vbase <= page < self.vend:
-            p = (page - self.vbase) >> PAGE_SHIFT
-            if access == UC_MEM_WRITE:
-                self.dirty.add(p)
-                entry.perms = UC_PROT_ALL
-            elif p in self.dirty:
-                entry.perms = UC_PROT_ALL
-            else:
-                entry.perms = UC_PROT_READ | UC_PROT_EXEC
-            return True
-        for b, e, perms in self._regions:
-            if b <= page <= e:
-                entry.perms = perms
-                return True
-        entry.perms = UC_PROT_ALL        # unmapped: the physical access faults as before
-        return True
 
 
 class Snapshots:
@@ -242,6 +205,7 @@ class Snapshots:
         self.base = None
         self.current = None      # RAM equals this snapshot's, except dirty pages
         self.named = {}
+        self._last_shadow_pages = {}
         self.stats = {"pages_compared": 0, "pages_written": 0, "bytes_written": 0,
                       "restores": 0}
 
@@ -298,6 +262,7 @@ class Snapshots:
         }
         s.gdt = list(m.cpu.gdt)
         s.hcalls = list(m.events.recent_hcalls)
+        s.shadows = self._save_shadows()
         if self.base is None:
             s.full = bytes(self.ram)
             s.pages = {}
@@ -337,6 +302,9 @@ class Snapshots:
         m = self.m
         written = self._restore_ram(snap)
         m.cpu.uc.context_restore(snap.context)
+        # The shadow tables are Guest state too (a warm shadow means fewer
+        # demand faults, so fewer Host entries): back to exactly snap's.
+        m.pt.restore_state(snap.shadows)
         _set_vars(m, snap.state["machine"], _MACHINE_EXCLUDE)
         _set_vars(m.host, snap.state["host"])
         _set_vars(m.clock, snap.state["clock"])
@@ -349,9 +317,22 @@ class Snapshots:
         self._sync_point(snap)
         return written
 
+    def _save_shadows(self):
+        """The shadow tables' state, sharing unchanged pages with the last save
+        (reverse execution saves thousands of these)."""
+        state = self.m.pt.save_state()
+        last = self._last_shadow_pages
+        pages = state["pages"]
+        for page, raw in pages.items():
+            old = last.get(page)
+            if old is not None and old == raw:
+                pages[page] = old
+        self._last_shadow_pages = pages
+        return state
+
     def _restore_ram(self, snap):
         ram = self.ram
-        invalidate = self.m.cpu.invalidate
+        spans = []
         written = 0
         stats = self.stats
         for p in self._candidates(snap):
@@ -365,9 +346,10 @@ class Snapshots:
                 continue
             lo, hi = _diff_range(cur, want)
             ram[off + lo:off + hi] = want[lo:hi]
-            invalidate(self.vbase + off + lo, hi - lo)
+            spans.append((off + lo, off + hi))
             written += 1
             stats["bytes_written"] += hi - lo
+        self.m.cpu.invalidate_phys_ranges(spans)
         stats["pages_written"] += written
         return written
 
@@ -421,6 +403,15 @@ def register_state(machine):
     The context starts with a header (its own size, mode, a pointer unicorn
     updates on its own); only the CPU state after it is compared.
     """
-    raw = bytes(machine.cpu.uc.context_save())
+    raw = bytearray(bytes(machine.cpu.uc.context_save()))
+    # Not registers: the last exception's bookkeeping (error code, "was it an
+    # int", next EIP; the previous exception).  No Guest can read them, and
+    # the snapshot code's own write-tracking faults change them.
+    off = machine.cpu.off
+    raw[off.errcode:off.errcode + 12] = bytes(12)
+    raw[off.old_exception:off.old_exception + 4] = bytes(4)
+    # Nor are the context's last 8 bytes: a tagged pointer of unicorn's own
+    # into its translated code, which moves when that code is flushed.
+    raw[-8:] = bytes(8)
     size = int.from_bytes(raw[:8], "little")
-    return raw[len(raw) - size:] if 0 < size <= len(raw) else raw
+    return bytes(raw[len(raw) - size:] if 0 < size <= len(raw) else raw)

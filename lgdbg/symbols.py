@@ -20,6 +20,7 @@ class Symbols:
         self.path = path
         self.by_name = {}
         starts = []
+        sizes = {}
         try:
             with open(path, "rb") as f:
                 elf = ELFFile(f)
@@ -31,20 +32,37 @@ class Symbols:
                         continue
                     addr = sym["st_value"]
                     self.by_name.setdefault(sym.name, addr)
-                    starts.append((addr, sym["st_info"]["bind"] != "STB_GLOBAL",
+                    sizes[sym.name] = sym["st_size"]
+                    starts.append((addr, sym["st_size"] == 0,
+                                   sym["st_info"]["bind"] != "STB_GLOBAL",
                                    _ends_something(sym.name), sym.name))
-                self.lines = self._line_table(elf)
         except (OSError, ELFError) as e:
             raise UsageError("cannot read symbols from image %s: %s" % (path, e))
         except Exception as e:        # pyelftools on a malformed file: struct, index, ...
             raise UsageError("cannot read symbols from image %s: malformed ELF (%s: %s)"
                              % (path, type(e).__name__, e))
-        # Where several names share an address, prefer a global one that
-        # starts something (lgstart_sti, console_write) to one that ends the
-        # thing before it (lgend_cli, lguest_noirq_end).
+        # Where several names share an address, prefer a sized one (a
+        # function: gdb does too, so both name it alike), then a global one
+        # that starts something (lgstart_sti, console_write) to one that ends
+        # the thing before it (lgend_cli, lguest_noirq_end).
         starts.sort()
-        self._addrs = [a for a, _, _, _ in starts]
-        self._names = [n for _, _, _, n in starts]
+        self._addrs = [a for a, _, _, _, _ in starts]
+        self._names = [n for _, _, _, _, n in starts]
+        self._sizes = {n: sizes[n] for n in self._names}
+
+    _lines = None
+
+    @property
+    def lines(self):
+        """The line table, read on first use: a kernel's DWARF takes seconds."""
+        if self._lines is None:
+            from elftools.elf.elffile import ELFFile
+            try:
+                with open(self.path, "rb") as f:
+                    self._lines = self._line_table(ELFFile(f))
+            except Exception:         # no usable DWARF: no lines, symbols still work
+                self._lines = []
+        return self._lines
 
     @staticmethod
     def _line_table(elf):
@@ -85,18 +103,32 @@ class Symbols:
         return self.by_name[base.strip()] + delta
 
     def symbolize(self, addr, exact_only=False):
-        """'name+0x5' for an address inside a known symbol's span, else None."""
+        """'name+5' for addr, chosen as gdb chooses, else None.
+
+        gdb names an address after the nearest symbol with a size (a
+        function, an object) that contains it; a bare label counts only
+        when no sized symbol does (gdb's lookup_minimal_symbol_by_pc).
+        Following the same rule is what makes the REPL, the explorer and
+        the timeline say what gdb says.
+        """
         i = bisect.bisect_right(self._addrs, addr) - 1
-        if i < 0:
+        label = None                     # the nearest bare label passed over
+        while i >= 0:
+            j = bisect.bisect_left(self._addrs, self._addrs[i])   # preferred at that address
+            name, start = self._names[j], self._addrs[j]
+            size = self._sizes[name]
+            if size == 0:
+                label = label or (name, start)
+                i = j - 1
+                continue
+            if addr < start + size:
+                label = (name, start)
+            break
+        if label is None:
             return None
-        start = self._addrs[i]
-        # Among names at the same address, the first sorted (global first).
-        j = bisect.bisect_left(self._addrs, start)
-        name = self._names[j]
+        name, start = label
         off = addr - start
-        if exact_only and off:
-            return None
-        if off > 0x10000:
+        if (exact_only and off) or off > 0x10000:
             return None
         return name if off == 0 else "%s+%d" % (name, off)
 

@@ -63,3 +63,25 @@ def build_guest(tmpdir, body, text="", data="", iret=True, name="guest"):
 
 
 INIT = "\thcall\tLHCALL_LGUEST_INIT, $__PA(lguest_data)\n"
+
+
+def own_tables(extra=""):
+    """Guest text for `own_tables`: a page directory of the Guest's own
+    (`pgdir`) mapping the first 4 MiB of RAM at PAGE_OFFSET through
+    `pt_kernel` (P|RW|A|D), then `extra` (more entries), then NEW_PGTABLE.
+    The data must define page-aligned `pgdir` and `pt_kernel`."""
+    return """
+own_tables:
+	xorl	%%eax, %%eax
+1:	movl	%%eax, %%edx
+	shll	$12, %%edx
+	orl	$0x63, %%edx
+	movl	%%edx, pt_kernel(,%%eax,4)
+	incl	%%eax
+	cmpl	$1024, %%eax
+	jne	1b
+	movl	$__PA(pt_kernel) + 0x67, pgdir + 768 * 4
+%s
+	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
+	ret
+""" % extra

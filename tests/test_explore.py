@@ -43,7 +43,7 @@ def test_no_noirq_shows_corruption_exactly_between_store_and_iret(syms):
             assert p["delivered"] and p["outcome"].startswith("killed: CRASH: nested interrupt")
     pts = by_symbol(report)
     # Before the store irq_enabled is still 0 (interrupt gate): deferred, harmless.
-    assert pts["lguest_noirq_start"]["reason"] == "disabled"
+    assert pts["lguest_iret+5"]["reason"] == "disabled"
     assert pts["lguest_iret"]["reason"] == "disabled"
 
 
@@ -51,7 +51,7 @@ def test_with_noirq_window_nothing_is_corrupted(syms):
     _, report = explore(syms, "timer_interrupt-lguest_noirq_end")
     assert report["summary"]["differs"] == 0
     pts = by_symbol(report)
-    for name in ("lguest_noirq_start", "lguest_noirq_start+6", "lguest_noirq_start+7"):
+    for name in ("lguest_iret+5", "lguest_iret+11", "lguest_iret+12"):
         assert pts[name]["delivered"] is False and pts[name]["reason"] == "noirq"
         assert pts[name]["outcome"] == "settled"
     # Code the run never reaches is reported as such.

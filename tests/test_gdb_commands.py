@@ -20,7 +20,8 @@ LOADER = os.path.join(ROOT, "gdb_scripts", "lguest.py")
 HAVE_STUB = os.path.isfile(os.path.join(ROOT, "lgdbg", "gdbstub", "serve_command.py"))
 
 COMMANDS = ("lguest-data", "lguest-noirq", "lguest-irq", "lguest-step-irq", "lguest-hcalls",
-            "lguest-idt", "lguest-host", "lguest-catch", "lguest-patches", "lguest-journey")
+            "lguest-idt", "lguest-host", "lguest-catch", "lguest-patches", "lguest-journey",
+            "lguest-pgtable")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(GDB), reason="needs gdb (%s)" % GDB)
 needs_stub = pytest.mark.skipif(not HAVE_STUB, reason="lgdbg/gdbstub (the RSP stub) is "
@@ -407,10 +408,31 @@ def test_journey_inside_lguest_iret(iret):
     run_to(g, "*0xc0100321")                # lguest_noirq_start, inside lguest_iret
     text = g.cli("lguest-journey").console
     lines = text.splitlines()
-    assert lines[0].startswith("pc 0xc0100321 <lguest_iret+5> is at ./iret.S:282")
+    assert lines[0].startswith("pc 0xc0100321 <lguest_iret+5> is at ./iret.S:294")
     assert lines[1].startswith("G:080 lgdbg/images/iret.S:")
     assert "And here is lguest_iret" in text
     assert "prev: G:070  next: (end of tour)" in text
     assert "break *0xc010031c to go there" in text
     prev = g.cli("lguest-journey prev").console
     assert prev.startswith("G:070 ") and "break *0xc0100201" in prev
+
+
+@needs_stub
+def test_pgtable_walk_summary_and_info_mem(iret):
+    g = iret
+    g.cli("break main_loop")
+    g.cli("continue")
+    g.wait_stopped()
+    res = g.cli("lguest-pgtable &lguest_data")
+    no_traceback(res)
+    out = res.console
+    assert "<lguest_data> in kernel: the linear map of RAM" in out
+    assert re.search(r"physical: 0x1[0-9a-f]{5}\n", out)
+    assert re.search(r"Host's shadow \(slot 0\): 0x[0-9a-f]{8}  present rw", out)
+    assert "<- current" in g.cli("lguest-pgtable").console
+    # Another toplevel: the Launcher's one is the only one; a bogus page has no shadow.
+    out = g.cli("lguest-pgtable $pc --cr3 0x1000").console
+    assert "no shadow" in out
+    assert "one address at most" in error_of(g, "lguest-pgtable 1 2")
+    mem = g.cli("monitor info mem").output
+    assert re.search(r"^00000000c0000000-00000000c2000000 0000000002000000 urw$", mem, re.M)

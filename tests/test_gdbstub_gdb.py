@@ -338,3 +338,30 @@ def test_halted_forever_is_a_stop_and_an_irq_raise_wakes_it(tmp_path):
         stop = cont(gdb)
         assert stop["reason"] == "breakpoint-hit"
         assert gdb.register("eip") == symbol(elf, "handler")
+
+
+def test_failing_monitor_command_is_one_line_and_still_an_error():
+    """Issue 14, item 3: the stub's message and gdb's "Protocol error with
+    Rcmd" (its only wording for a refused qRcmd) make one line, and the
+    command still fails for MI and gdb.execute callers."""
+    with Serve(IRET) as serve:
+        proc = subprocess.run(
+            ["gdb", "-batch", "-nx", "-ex", "file %s" % IRET,
+             "-ex", "target remote %s" % serve.address,
+             "-ex", "monitor irq raise 99",
+             "-ex", "python\ntry:\n gdb.execute('monitor frobnicate', to_string=True)\n"
+                    "except gdb.error as e:\n print('RAISED', e)\n",
+             "-ex", "detach"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+            stdin=subprocess.DEVNULL)
+        out = proc.stdout
+        said = [line for line in out.splitlines() if "irq 99" in line or "Rcmd" in line]
+        assert said[0] == ("lgdbg: irq 99 out of range (0-31); gdb reports the refusal as: "
+                           "Protocol error with Rcmd"), out
+        assert said[1] == "RAISED Protocol error with Rcmd", out
+        assert len(said) == 2, out
+        with attach(serve, IRET) as gdb:
+            r = gdb.cli("monitor frobnicate", check=False)
+            assert r.message == "error" and r.error == "Protocol error with Rcmd"
+            assert r.output == ("lgdbg: unknown monitor command 'frobnicate' (see `monitor "
+                                "help`); gdb reports the refusal as: ")

@@ -123,8 +123,8 @@ def test_memory_read_write_and_faults(session):
     assert session.dispatch(b"X%x,4:" % entry + raw) == b"OK"
     assert m.read_memory(entry, 4) == b"#$}*"
     assert session.dispatch(b"X%x,0:" % entry) == b"OK"           # the probe gdb sends
-    # A read running off the end of RAM is short, not an error.
-    end = m.cpu.page_offset + m.cpu.ram_size
+    # A read running off the end of what the Guest maps is short, not an error.
+    end = m.cpu.page_offset + m.launcher.mem_size
     assert len(bytes.fromhex(session.dispatch(b"m%x,20" % (end - 8)).decode())) == 8
     # The Switcher page is the Host's: readable, not writable.
     assert session.dispatch(b"Mffc00000,1:00").startswith(b"E")

@@ -63,7 +63,8 @@ class Raw:
     def send(self, data):
         self.sock.sendall(data)
 
-    def reply(self, timeout=20):
+    def reply(self, timeout=20, console=None):
+        """The next reply; O packets are skipped, or their text appended to console."""
         deadline = time.monotonic() + timeout
         while True:
             while self.events:
@@ -71,6 +72,8 @@ class Raw:
                 if kind == "packet":
                     self.sock.sendall(b"+")
                     if re.fullmatch(rb"O[0-9a-f]+", payload):
+                        if console is not None:
+                            console.append(bytes.fromhex(payload[1:].decode()).decode())
                         continue
                     return payload
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))

@@ -53,7 +53,7 @@ def test_break_continue_shows_location_and_disassembly(at_iret):
     assert "=> 0xc010031d <lguest_iret+1>:\tmov eax, dword ptr [esp + 0xc]" in text
     assert cmds.prompt() == "lguest_iret+1> "
     text = run(cmds, out, "stepi 2")
-    assert "<lguest_noirq_start+6>" in text and cmds.m.cpu.reg("eip") == 0xc0100327
+    assert "<lguest_iret+11>" in text and cmds.m.cpu.reg("eip") == 0xc0100327
 
 
 def test_console_printed_as_it_arrives_and_kept(at_iret):
@@ -191,7 +191,7 @@ def test_x_like_gdb(at_iret):
     text = run(cmds, out, "x/3i $pc")
     lines = text.splitlines()
     assert lines[0] == "=> 0xc010031c <lguest_iret>:\tpush eax"
-    assert lines[2].startswith("   0xc0100321 <lguest_noirq_start>:\tmov dword ptr ss:")
+    assert lines[2].startswith("   0xc0100321 <lguest_iret+5>:\tmov dword ptr ss:")
     assert run(cmds, out, "x/2dh lguest_data+1120") .startswith("0xc0100a70 <lguest_data+1120>:\t")
     assert run(cmds, out, "x/c hex_digits+10") == "0xc01005ab <hex_digits+10>:\t97 'a'\n"
     assert run(cmds, out, "x") == "0xc01005ac <hex_digits+11>:\t98 'b'\n"   # goes on
@@ -251,8 +251,8 @@ def test_noirq_inside_the_window(at_iret):
     assert run(cmds, out, "noirq").startswith("inside the noirq window: no")
     run(cmds, out, "stepi 2")
     text = run(cmds, out, "noirq")
-    assert text.startswith("inside the noirq window: yes (EIP 0xc0100321 <lguest_noirq_start>)")
-    assert "=> 0xc0100321 <lguest_noirq_start>:" in text
+    assert text.startswith("inside the noirq window: yes (EIP 0xc0100321 <lguest_iret+5>)")
+    assert "=> 0xc0100321 <lguest_iret+5>:" in text
 
 
 def test_irq_raise_clear_and_step_irq(at_iret):
@@ -389,7 +389,7 @@ def test_prompt_loop_through_pipe_input():
     text = out.getvalue()
     assert "Breakpoint 1, 0xc010031c <lguest_iret>" in text
     assert "=> 0xc010031d <lguest_iret+1>" in text
-    assert "=> 0xc0100321 <lguest_noirq_start>" in text                 # Enter repeats stepi
+    assert "=> 0xc0100321 <lguest_iret+5>" in text                 # Enter repeats stepi
     assert err.getvalue() == "unknown command 'bogus' (try `help`)\n"
     assert "privilege level: 1" in text
     assert list(history.load_history_strings())[0] == "regs"

@@ -206,6 +206,30 @@ def test_svg_lanes_spans_and_labels(tmp_path, image):
         assert "deferred: " + reason in texts(item)
 
 
+def test_page_table_work_has_a_lane_of_its_own(tmp_path, image):
+    events = known_events()
+    extra = [
+        {"icount": 3100, "time_ns": 3100, "kind": "trap", "vector": 14, "errcode": 0,
+         "eip": 0xC0100160, "cr2": 0x8049000, "delivered": False, "demand": True},
+        {"icount": 3150, "time_ns": 3150, "kind": "hcall", "nr": 14, "name": "SET_PTE",
+         "args": [0x1ed000, 0xffbea000, 0], "eip": 0xC0100164, "async": False},
+        {"icount": 3170, "time_ns": 3170, "kind": "hcall", "nr": 4, "name": "NEW_PGTABLE",
+         "args": [0x1e68000, 0, 0], "eip": 0xC0100168, "async": True},
+    ]
+    events = sorted(events + extra, key=lambda e: e["icount"])
+    root = svg_of(render(tmp_path, events, "--image", image, out="t.svg"))
+    pt = lane(root, "lane-pagetables")
+    assert "SET_PTE" in " ".join(titles(pt)) and "NEW_PGTABLE" in " ".join(titles(pt))
+    assert "cr2 0x8049000" in " ".join(titles(pt)) or "0x8049000" in " ".join(titles(pt))
+    assert tracks(pt, "demand") and tracks(pt, "hcall-pt")
+    guest = lane(root, "lane-guest")
+    assert "SET_PTE" not in " ".join(titles(guest))      # not drawn twice
+    assert "demand" not in " ".join(titles(guest))
+    # Without page-table work there is no such lane.
+    plain = svg_of(render(tmp_path, known_events(), "--image", image, out="p.svg"))
+    assert not [g for g in plain.iter(SVG_NS + "g") if g.get("id") == "lane-pagetables"]
+
+
 def test_without_image_addresses_are_hex(tmp_path):
     root = svg_of(render(tmp_path, known_events(), out="t.svg"))
     assert "%#x (interrupt)" % HANDLER0 in texts(lane(root, "lane-irq-0"))

@@ -6,7 +6,7 @@
 set -euo pipefail
 want=(gdb)
 if [ "${1:-demo}" = test ]; then
-  want+=(binutils gcc lldb qemu-system-x86 tmux chromium)
+  want+=(binutils gcc lldb qemu-system-x86 tmux chromium cpio)
 fi
 missing=()
 for pkg in "${want[@]}"; do

@@ -6,6 +6,8 @@
     irq        lguest-irq, lguest-step-irq      (the Host, through lgdbg's stub)
     host       lguest-hcalls, lguest-idt, lguest-host, lguest-status
     catch      lguest-catch
+    pgtable    lguest-pgtable                   (the Guest's tables and the Host's shadows)
+    loading    lguest-load-addresses (pre-hook of load and compare-sections)
     functions  $lguest_irq_enabled(), $lguest_in_noirq(), $lguest_pending()
 """
 
@@ -18,8 +20,9 @@ def register_all():
     global _registered
     if _registered:
         return
-    from . import catch, data, functions, host, irq, journey, overview, patches
-    for module in (data, irq, host, catch, patches, journey):
+    from . import (catch, data, functions, host, irq, journey, loading, overview, patches,
+                   pgtable)
+    for module in (data, irq, host, catch, pgtable, patches, journey, loading):
         module.register()
     functions.register()
     overview.register()          # last: its help lists all the others

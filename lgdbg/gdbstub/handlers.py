@@ -7,6 +7,7 @@ stop_packets() for the reply.  Handlers only translate: run control belongs
 to lgdbg.debugger.Debugger, Host data to lgdbg.inspect (through monitor.py).
 """
 
+import binascii
 import json
 
 from unicorn import UcError
@@ -37,7 +38,9 @@ class Session:
         self.monitor = Monitor(machine, debugger)
         self.no_ack = False
         self.client_features = set()
-        self.death_reported = False
+        self.death_reported = False       # the killed stop (T) was sent
+        self.exited = False               # W or X was sent: the program is over
+        self.asked_for_process = False    # qProcessInfo: lldb's way of attaching
         self.end = None                   # 'detach' or 'kill' once the client asked
         self.breakpoints = {}             # addr -> set of Z types (0, 1)
         self.watches = set()              # (addr, length, kind)
@@ -89,11 +92,16 @@ class Session:
                          "`monitor irq raise N` makes an irq pending\n")
         elif kind == "max-insns":
             notes.append("lgdbg: instruction limit reached\n")
+        elif kind == "stuck":
+            # The real Host would spin for ever; the Guest is still alive, so
+            # a stop with SIGSEGV, and the line that says why.
+            notes.append("lgdbg: guest %s\n" % stop.reason)
+            signal = SIGSEGV
         elif kind == "poweroff":
-            return self._out(["lgdbg: guest powered off\n"]) + [b"W00"]
+            return self._out(["lgdbg: guest powered off\n"]) + [self._exit_packet(True)]
         elif kind == "killed":
             if self.death_reported:
-                return [b"X%02x" % SIGKILL]
+                return [self._exit_packet(False)]
             self.death_reported = True
             notes.append("lgdbg: guest killed: %s\n" % stop.reason)
             signal = SIGSEGV if self.machine.host.killed_by_trap else SIGABRT
@@ -106,12 +114,29 @@ class Session:
         return ("T%02xthread:01;%s%s" % (signal, expedited, extra)).encode()
 
     def status_reply(self):
-        """`?`: why the machine is stopped now (it is always stopped here)."""
-        m = self.machine
-        if m.dead and m.dead != "CRASH: Power down":
+        """`?`: why the machine is stopped now (it is always stopped here).
+
+        A Guest that powered off or was killed is a program that exited, for
+        a client attaching afterwards too: W00 or X09, never a live-looking
+        T stop (gdb's `target remote` then says the target is not running).
+        """
+        if self.machine.dead:
             self.death_reported = True
-            return self._t_packet(SIGSEGV if m.host.killed_by_trap else SIGABRT)
+            exited = self._exit_packet()
+            if self.asked_for_process:
+                # lldb (14) asked qProcessInfo first; given W or X here it
+                # waits for ever for the exited process to stop.  An error
+                # makes it give up the connection with a message instead.
+                return b"E01"
+            return exited
         return self._t_packet(SIGTRAP)
+
+    def _exit_packet(self, powered_off=None):
+        """W00 after a power-off, X with SIGKILL after kill_guest."""
+        self.exited = True
+        if powered_off is None:
+            powered_off = self.machine.powered_off
+        return b"W00" if powered_off else b"X%02x" % SIGKILL
 
     @staticmethod
     def _out(lines):
@@ -123,8 +148,13 @@ class Session:
     # --- running --------------------------------------------------------------------
     def resume_reply(self, resume):
         """What a resume ends with before running at all (None: run it)."""
-        if self.machine.dead and self.death_reported:
-            return self.stop_packets(self.machine.run())
+        m = self.machine
+        if m.dead and self.exited:
+            how = "powered off" if m.powered_off else "was killed (%s)" % m.dead
+            return self._out(["lgdbg: the guest %s: it cannot run again; start a new "
+                              "`lgdbg serve` for a new one\n" % how]) + [self._exit_packet()]
+        if m.dead and self.death_reported:
+            return self.stop_packets(m.run())
         return None
 
     def execute(self, resume):
@@ -225,14 +255,13 @@ def h_read_mem(s, rest):
 
 
 def _write_mem(s, addr, data):
-    cpu = s.machine.cpu
-    # Only Guest RAM is writable from a debugger: the Switcher page holds the
-    # Host's GDT and stubs, which the Guest cannot write either.
-    if data and not (cpu.page_offset <= addr and addr + len(data) <= cpu.page_offset
-                     + cpu.ram_size):
-        return E_FAULT
+    # Memory as the Guest maps it now; the Switcher's pages are the Host's
+    # and an unmapped byte anywhere refuses the whole write (cpu.write_virt).
     if data:
-        s.machine.write_memory(addr, data)   # also drops translated code
+        try:
+            s.machine.write_memory(addr, data)   # also drops translated code
+        except UcError:
+            return E_FAULT
     return b"OK"
 
 
@@ -252,6 +281,46 @@ def h_write_mem_binary(s, rest):
     if len(data) != length:
         return E_INVAL
     return _write_mem(s, addr, data)
+
+
+# gdb's CRC-32 (libiberty's xcrc32: polynomial 0x04C11DB7, most significant
+# bit first, no final xor) is zlib's reflected CRC-32 in a mirror: on
+# bit-reversed bytes with a bit-reversed register.  binascii does the work.
+_REVERSED_BITS = bytes(int("{:08b}".format(b)[::-1], 2) for b in range(256))
+CRC_CHUNK = 1 << 20
+MAX_CRC_LENGTH = 1 << 30
+
+
+def _reverse32(value):
+    return int("{:032b}".format(value)[::-1], 2)
+
+
+def gdb_crc32(chunks, crc=0xFFFFFFFF):
+    """xcrc32 over an iterable of byte strings."""
+    mirrored = _reverse32(crc)
+    for chunk in chunks:
+        mirrored = ~binascii.crc32(chunk.translate(_REVERSED_BITS), ~mirrored) & 0xFFFFFFFF
+    return _reverse32(mirrored)
+
+
+def h_crc(s, rest):
+    """qCRC:ADDR,LENGTH over Guest virtual addresses, as every other memory packet.
+
+    gdb's compare-sections asks it at the sections' load (physical)
+    addresses, which lgdbg does not serve (README: "Addresses"): those get
+    E0e, and gdb says "target memory fault" instead of a false MIS-MATCHED.
+    """
+    addr, length = _addr_len(rest)
+    if length > MAX_CRC_LENGTH or addr + length > 1 << 32:
+        return E_INVAL
+    crc = 0xFFFFFFFF
+    for start in range(addr, addr + length, CRC_CHUNK):
+        want = min(CRC_CHUNK, addr + length - start)
+        chunk = read_memory(s.machine, start, want)
+        if len(chunk) != want:
+            return E_FAULT
+        crc = gdb_crc32([chunk], crc)
+    return b"C%08x" % crc
 
 
 def h_continue(s, rest):
@@ -413,9 +482,22 @@ def h_rcmd(s, rest):
             # Scripts read `json` output with gdb.execute(to_string=True), which
             # loses the text of a failing command: the error is data for them.
             return s._out([json.dumps({"error": str(e)}) + "\n"]) + [b"OK"]
-        # The message, then an error gdb turns into a failing command (MI ^error).
-        return s._out(["lgdbg: %s\n" % e]) + [b"E01"]
+        return s._out([_refusal(e)]) + [b"E01"]
     return s._out([text]) + [b"OK"]
+
+
+def _refusal(error):
+    """The one line a failing monitor command prints, completed by gdb.
+
+    The only failure gdb 13 accepts for qRcmd is `E NN`, which it always
+    reports as "Protocol error with Rcmd", whatever the stub said before
+    (remote.c: no text, no other error form).  It must fail (MI ^error,
+    gdb.error for gdb.execute callers), so the message is sent without a
+    newline and ends in words that make gdb's line its end: one line,
+    "lgdbg: MESSAGE; gdb reports the refusal as: Protocol error with Rcmd",
+    not a second line that reads like a broken connection.
+    """
+    return "lgdbg: %s; gdb reports the refusal as: " % error
 
 
 def h_host_info(s, rest):
@@ -425,8 +507,15 @@ def h_host_info(s, rest):
 
 
 def h_process_info(s, rest):
+    s.asked_for_process = True
+    if s.machine.dead:
+        return b"E01"            # no process (and no thread: h_current_thread)
     return ("pid:1;triple:%s;ptrsize:4;endian:little;ostype:unknown;vendor:unknown;"
             % b"i386-unknown-unknown".hex()).encode()
+
+
+def h_current_thread(s, rest):
+    return b"" if rest or s.machine.dead else b"QC01"
 
 
 def _const(reply):
@@ -445,8 +534,9 @@ _PREFIXED = [
     (b"qSupported", h_supported),
     (b"qXfer:features:read:", h_xfer_features),
     (b"qRcmd,", h_rcmd),
+    (b"qCRC:", h_crc),
     (b"qAttached", _const(b"1")),
-    (b"qC", lambda s, rest: b"" if rest else b"QC01"),
+    (b"qC", h_current_thread),
     (b"qfThreadInfo", _const(b"m01")),
     (b"qsThreadInfo", _const(b"l")),
     (b"qSymbol", _const(b"OK")),

@@ -8,7 +8,7 @@ text is parsed as words, never evaluated.
 
 import json
 
-from .. import abi, inspect
+from .. import abi, inspect, pgtable_view, render
 from ..errors import UsageError
 
 HELP = """\
@@ -27,7 +27,13 @@ lgdbg monitor commands (add `json` in front of a query for machine-readable outp
   monitor catch list | catch delete N
   monitor snapshot save|restore|drop NAME | snapshot list    manual checkpoints (icount clock)
   monitor history on|off|status  checkpoints for reverse-stepi / reverse-continue
+  monitor console send TEXT    type TEXT and Enter into the Guest's console; it gets the
+                               line the next time it waits for input
+  monitor info mem | info tlb  the Guest's current page tables in QEMU's i386 formats
+  monitor pgtable [ADDR] [--cr3 N]   ADDR through the Guest's tables next to the Host's
+                               shadow entry; without ADDR the four shadow directories
   monitor json lguest status|irq|hcalls N|idt|host|data|catch list|step-irq [--until]
+  monitor json pgtable [ADDR] [--cr3 N]
 A failing `json` command answers {"error": MESSAGE}; a failing text command is an error.
 After step-irq the registers changed behind gdb's back: run `flushregs`.
 """
@@ -59,6 +65,16 @@ class Monitor:
             return self._snapshot(args, as_json)
         if cmd == "history":
             return self._history(args, as_json)
+        if cmd == "console":
+            return self._console(line)
+        if cmd == "info" and not as_json:
+            return self._info(args)
+        if cmd == "pgtable":
+            data = self._pgtable(args)
+            if as_json:
+                return _dump(data)
+            return (render.render_pgtable_walk(data, None) if "vaddr" in data
+                    else render.render_pgtable_summary(data)) + "\n"
         if cmd == "step-irq":
             until = _flag(args, "--until")
             report = self.debugger.step_irq(until=until)
@@ -118,6 +134,28 @@ class Monitor:
             data["checkpoints"], data["oldest_icount"])
 
     # --- queries: lgdbg.inspect data ---------------------------------------------
+    def _console(self, line):
+        rest = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+        if rest.split()[:1] != ["send"]:
+            raise UsageError("monitor console send TEXT")
+        text = rest.strip()[len("send"):].lstrip()
+        self.machine.launcher.input.send(text.encode("latin-1", "replace") + b"\n")
+        return "queued %d bytes for the Guest's console\n" % (len(text) + 1)
+
+    def _info(self, args):
+        # QEMU's monitor words, for front ends that parse its output.
+        if args == ["mem"]:
+            return pgtable_view.info_mem(self.machine) or "(nothing mapped)\n"
+        if args == ["tlb"]:
+            return pgtable_view.info_tlb(self.machine) or "(nothing mapped)\n"
+        raise UsageError("usage: monitor info mem | monitor info tlb")
+
+    def _pgtable(self, args):
+        addr, cr3 = pgtable_view.parse_args(args)
+        if addr is None:
+            return pgtable_view.summary(self.machine)
+        return pgtable_view.walk(self.machine, addr, cr3)
+
     def _status(self, args):
         _no_args(args)
         return inspect.status(self.machine)

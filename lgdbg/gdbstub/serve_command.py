@@ -10,7 +10,7 @@ was, for the next client; `kill` ends the stub.
 import sys
 
 from ..errors import UsageError
-from ..run_command import add_machine_options, build_machine
+from ..run_command import add_console_input_option, add_machine_options, build_machine
 
 DEFAULT_LISTEN = "127.0.0.1:1234"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -18,6 +18,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def configure(parser):
     add_machine_options(parser)
+    add_console_input_option(parser)
     parser.add_argument("--listen", default=None, metavar="HOST:PORT",
                         help="TCP address to listen on (default %s; port 0 picks a free "
                              "one)" % DEFAULT_LISTEN)

@@ -1,16 +1,19 @@
 """The i386 CPU the Guest runs on: unicorn, set up the way lguest's Switcher would.
 
-Address space (unicorn addresses are Guest virtual addresses; no paging):
+unicorn runs with paging on, like the real CPU under lguest: CR3 points at the
+Host's shadow page directory (page_tables.py), never at the Guest's own.  Its
+physical address space:
 
-    [page_offset, page_offset + ram)   Guest RAM, one host buffer mapped ONCE
-                                       (a second alias would leave stale code
-                                       after self-patching: platform-notes.md)
-    [SWITCHER_ADDR, +64 KiB)           the Host's page: GDT, stubs, Host stack;
-                                       read/execute only, as the real Switcher
-                                       is to the Guest
-
-The Guest sees RAM only at page_offset, as the Launcher's initial page tables
-map it; an access anywhere else faults and is reflected as a #PF.
+    [0, ram)                      Guest RAM, one host buffer mapped ONCE (a
+                                  second alias would leave stale code after
+                                  self-patching: platform-notes.md)
+    POOL_PHYS                     the shadow page tables, Host pages no
+                                  shadow maps, so the Guest never sees them
+    [SWITCHER_ADDR, +64 KiB)      the Host's page: GDT, stubs, Host stack,
+    SWITCHER_ADDR + 64 KiB        and its writable page (TSS, ring-0 stack),
+                                  mapped by every shadow at the same virtual
+                                  address, read-only and supervisor-only
+                                  except that one page, as the real Switcher
 
 Every Guest exit reaches Python through a hook that records an `Exit` and stops
 the CPU; no hook runs per instruction or per block.  Instruction counts come
@@ -26,8 +29,10 @@ from unicorn import (Uc, UcError, UC_ARCH_X86, UC_MODE_32, UC_PROT_ALL, UC_PROT_
                      UC_PROT_EXEC, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_PROT,
                      UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_MEM_WRITE, UC_HOOK_MEM_READ,
                      UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT,
-                     UC_MEM_FETCH_PROT, UC_MEM_WRITE, UC_MEM_READ)
+                     UC_MEM_FETCH_PROT, UC_MEM_WRITE, UC_MEM_READ, UC_ERR_READ_UNMAPPED,
+                     UC_ERR_WRITE_UNMAPPED)
 from unicorn import x86_const as X
+from unicorn.unicorn_const import UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE
 
 from .. import abi
 from . import calibrate
@@ -46,6 +51,19 @@ TSS_ADDR = HOST_RW
 RING0_FRAME = HOST_RW + 0x800                # the iret frame RING0_STUB returns through
 RING0_STACK_TOP = HOST_RW + 0x1000
 CALL_GATE = abi.GDT_ENTRY_DOUBLEFAULT_TSS    # a Host-owned slot
+HOST_TOP = HOST_RW + abi.PAGE_SIZE
+# emu_start's `until`: unicorn stops silently, without fetching, when a block
+# starts there, so it must be an address no Guest code can be at: inside the
+# Switcher (PGD slot 1023, never the Guest's) where no stub lives.
+UNTIL_ADDR = abi.SWITCHER_ADDR + 0x3000            # end of what the Switcher PTE page maps
+
+# CR0 as the Host runs the Guest: protected mode, paging, and write protection
+# (without WP a read-only shadow entry would not stop ring 1, and neither the
+# Host's dirty tracking nor the Guest's own WP test would work).
+CR0_PE, CR0_ET, CR0_TS, CR0_WP, CR0_PG = 0x1, 0x10, 0x8, 0x10000, 0x80000000
+GUEST_CR0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
+# The page holding the lcall stub: user-executable only while the Host uses it.
+LCALL_PAGE_INDEX = (LCALL_STUB - abi.SWITCHER_ADDR) >> 12
 
 # Ring-0 segments in the Host-owned GDT slots, as the Switcher's LGUEST_CS/DS.
 HOST_CS = abi.GDT_ENTRY_LGUEST_CS * 8
@@ -65,6 +83,25 @@ _RegVals = ctypes.c_uint32 * len(REGS32)
 _RegPtrs = ctypes.c_void_p * len(REGS32)
 
 
+_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
+# movs, cmps, stos, lods, scas (ins/outs exit to the Host: not here).
+_STRING_OPS = frozenset((0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF))
+
+
+def rep_string_insn(code):
+    """(length, 16-bit address size) of a rep-prefixed string instruction at
+    the start of code, or None."""
+    rep = addr16 = False
+    for i, byte in enumerate(code):
+        if byte in (0xF2, 0xF3):
+            rep = True
+        elif byte == 0x67:
+            addr16 = True             # the count is CX, not ECX
+        elif byte not in _PREFIXES:
+            return (i + 1, addr16) if rep and byte in _STRING_OPS else None
+    return None
+
+
 def flat_descriptor(access):
     """A flat 4 GiB descriptor (G=1, D=1) with the given access byte."""
     return struct.pack("<II", 0x0000FFFF, 0x00CF0000 | (access << 8))
@@ -73,7 +110,8 @@ def flat_descriptor(access):
 class Exit:
     """Why the CPU came back to the Host."""
     __slots__ = ("kind", "intno", "addr", "write", "fetch", "prot", "port", "size",
-                 "is_out", "eip", "watch", "soft")
+                 "is_out", "eip", "watch", "soft", "errcode")
+    # addr: the faulting address (CR2) of a page fault
 
     def __init__(self, kind, **kw):
         self.kind = kind          # 'intr', 'mem', 'io', 'breakpoint', 'watch', 'stop', 'budget'
@@ -95,18 +133,21 @@ class Cpu:
         # Guest RAM: one anonymous mapping the Host reads and writes directly.
         self.ram = mmap.mmap(-1, ram_size)
         self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
-        self.uc.mem_map_ptr(page_offset, ram_size, UC_PROT_ALL, self._ram_ptr)
+        self.uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, self._ram_ptr)
         self.switcher = mmap.mmap(-1, SWITCHER_SIZE)
         self._sw_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.switcher))
         self.uc.mem_map_ptr(abi.SWITCHER_ADDR, SWITCHER_SIZE, UC_PROT_READ | UC_PROT_EXEC,
                             self._sw_ptr)
+        self.shadows = None            # the Host's PageTables, once it has them
+        self.paging = False
+        self.ts = False                # CR0.TS as the Host set it
         self.switcher[IRET_STUB - abi.SWITCHER_ADDR] = 0xCF
         self._init_ring_changes()
         self.exit = None
         # emu_start's `until`: unicorn stops silently, without fetching, when
         # a block starts there, so it must be an address no Guest code can be
         # at (an unmapped one); arriving there is a fetch fault (see run()).
-        self._until = 0 if page_offset >= abi.PAGE_SIZE else abi.SWITCHER_ADDR - abi.PAGE_SIZE
+        self._until = UNTIL_ADDR
         self._skip_bp = None
         self._breakpoints = {}        # addr -> hook handle
         self._watch_hooks = []
@@ -190,19 +231,82 @@ class Cpu:
             self.switcher[top - len(frame):top] = frame
             self.uc.reg_write(X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
             self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
+            # Whatever unicorn noted on the way must not turn the Guest's
+            # first fault into a double fault (issue #1883, see run()).
+            self.clear_exception_state()
             return
         # From user mode: lcall (to ring 0), mov esp, iret (to the Guest's ring).
+        # The stub's page is the Host's: user code may run it only now.
         self.uc.mem_write(RING0_FRAME, frame)
         saved_exit = self.exit
-        self.uc.emu_start(LCALL_STUB, 0, count=3)
+        self._lcall_page_user(True)
+        try:
+            self.uc.emu_start(LCALL_STUB, 0, count=3)
+        finally:
+            self._lcall_page_user(False)
+        self.clear_exception_state()
         self.exit = saved_exit
         if self.reg("eip") != eip or self.cpl != cs & 3:
             raise RuntimeError("ring change to %#x:%#x failed (at %#x, CPL %d)"
                                % (cs, eip, self.reg("eip"), self.cpl))
 
+    # --- paging ------------------------------------------------------------------
+    @staticmethod
+    def switcher_ptes():
+        """(index, entry) of the Switcher PTE page (H:520): what every shadow maps
+        in its top 4 MiB.  Read-only and supervisor-only, but for the page the
+        CPU itself writes (TSS and ring-0 stack)."""
+        ptes = []
+        for i in range(SWITCHER_SIZE >> 12):
+            ptes.append((i, (abi.SWITCHER_ADDR + (i << 12)) | 0x21))         # P|A
+        ptes.append(((HOST_RW - abi.SWITCHER_ADDR) >> 12, HOST_RW | 0x63))   # P|RW|A|D
+        return ptes
+
+    def attach_shadows(self, shadows):
+        """Map the Host's shadow-table pool where CR3 and the PDEs point."""
+        from .page_tables import POOL_PHYS
+        self.shadows = shadows
+        buf = shadows.pool.buf
+        self._pool_ptr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        self.uc.mem_map_ptr(POOL_PHYS, len(buf), UC_PROT_ALL, self._pool_ptr)
+
+    def set_shadow_root(self, phys):
+        """Load CR3 with a shadow directory; the first one turns paging on."""
+        self.uc.reg_write(X.UC_X86_REG_CR3, phys)
+        if not self.paging:
+            self.paging = True
+            self._write_cr0()
+
+    def _write_cr0(self):
+        self.uc.reg_write(X.UC_X86_REG_CR0, GUEST_CR0 | (CR0_TS if self.ts else 0))
+
+    def set_ts(self, ts):
+        """CR0.TS: the next FPU or SSE instruction traps 7 (#NM)."""
+        if bool(ts) != self.ts:
+            self.ts = bool(ts)
+            self._write_cr0()
+
+    def flush_tlb(self):
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        if self.shadows is not None:
+            self.shadows.tlb_stale = False
+
     # --- hooks (each records why the Guest exited and stops) -----------------
+    def _lcall_page_user(self, user):
+        words = self.shadows.pool.words
+        at = self.shadows.switcher_pte_page * 1024 + LCALL_PAGE_INDEX
+        words[at] = (words[at] | 4) if user else (words[at] & ~4)
+        self.flush_tlb()
+
     def _on_intr(self, uc, intno, _):
         self.exit = Exit("intr", intno=intno, eip=uc.reg_read(X.UC_X86_REG_EIP))
+        if intno in abi.TRAPS_WITH_ERRCODE:
+            # Read the fault's CR2 and error code now: when emu_start winds
+            # down it may walk the page tables again (for its `until` address,
+            # at the Guest's privilege) and a failed walk overwrites both.
+            self.exit.errcode = self._context_errcode()
+            if intno == 14:
+                self.exit.addr = uc.reg_read(X.UC_X86_REG_CR2)
         uc.emu_stop()
 
     def _on_bad_mem(self, uc, access, addr, size, value, _):
@@ -237,20 +341,22 @@ class Cpu:
         self.exit = Exit("breakpoint", eip=addr)
         uc.emu_stop()
 
-    def _on_watch(self, uc, access, addr, size, value, watch):
-        kind, waddr, _ = watch
+    def _on_watch(self, uc, access, addr, size, value, data):
         if self.stops_ignored:
             return
+        kind, vbase, pbase, wstart = data
+        addr = (vbase + addr - pbase) & 0xFFFFFFFF     # unicorn reports physical
         if kind == "watch" and access != UC_MEM_WRITE:
             return
         if kind == "rwatch" and access != UC_MEM_READ:
             return
-        if addr + size <= waddr:
+        if addr + size <= wstart:
             return                          # ends before the watched bytes (add_watch)
         if self.watch_hit is None:
             # The first watched byte touched: gdb matches the stop reply's
             # address against its own watchpoints, so it must lie inside one.
-            self.watch_hit = (kind, max(addr, waddr))
+            self.watch_hit = (kind, max(addr, wstart))
+        self._watch_eip = uc.reg_read(X.UC_X86_REG_EIP)     # see _end_rep_string()
         self._stop_after_this_instruction()
 
     def _stop_after_this_instruction(self):
@@ -273,6 +379,8 @@ class Cpu:
         self.exit = None
         self.watch_hit = None
         self._hlt_seen = False
+        if self.shadows is not None and self.shadows.tlb_stale:
+            self.flush_tlb()
         eip = self.uc.reg_read(X.UC_X86_REG_EIP)
         self._skip_bp = skip_bp
         counting = budget is not None
@@ -310,7 +418,15 @@ class Cpu:
         ex.soft = False
         if ex.kind == "intr":
             ex.soft = self._is_soft_int(ex.eip, ex.intno)
-        if ex.kind in ("intr", "mem"):
+        if ex.kind == "intr" and ex.intno == 14 and not ex.soft:
+            # An instruction that could not be fetched: its first byte (CR2 =
+            # EIP) or, for one that crosses a page, the next page's start.
+            # unicorn faults while translating it, before counting it.
+            ex.fetch = ex.addr == ex.eip or (ex.addr & 0xFFF == 0 and 0 < ex.addr - ex.eip < 16)
+        if ex.kind in ("intr", "mem") or self.cpl == 3:
+            # After a fault; and after any run that ended in user mode, where
+            # emu_start's wind-down walks the page tables for its `until`
+            # address at CPL 3, fails, and leaves that failure behind.
             self.clear_exception_state()
         retired = 0
         if counting or count_for_watch:
@@ -319,17 +435,71 @@ class Cpu:
             # software interrupt (the hypercall), which has.
             c = self.counter()
             # A fetch fault is not counted: the jump that led there was.
-            retired = c if ex.soft or (ex.kind == "mem" and ex.fetch) else max(c - 1, 0)
+            retired = c if ex.soft or ex.fetch else max(c - 1, 0)
             if ex.kind == "intr" and ex.intno == 13 and not ex.soft and self._hlt_seen:
                 retired = max(retired - 1, 0)
         return ex, retired
+
+    # --- rep string instructions end as on hardware -------------------------------
+    # unicorn (QEMU 5's translator outside single-step mode) runs `rep movs` and
+    # friends as one pass per iteration, each jumping back to the instruction,
+    # and then ONE MORE pass that finds ECX = 0 and moves on.  count= counts
+    # that pass, and a run can stop just before it: EIP still on the
+    # instruction with ECX = 0, a boundary no CPU has (QEMU's own single-step
+    # moves on with the last iteration).  run_counted() never stops there: a
+    # stop that lands on it finishes the pass (EIP past the instruction; the
+    # pass stays counted, so the count of an ECX-ended rep instruction is its
+    # iterations + 1, as under QEMU's -icount, and every run agrees with every
+    # step).  Knowing that a stop landed there needs the address of the pass
+    # just run: a single step knows it (where it started), a watchpoint hit
+    # records it; so a long run leaves its last instruction to a single step.
+
+    _watch_eip = None
+
+    def run_counted(self, budget, skip_bp=None):
+        """run(budget) on the deterministic clock, never stopping inside a rep
+        string instruction's end.  May retire budget + 1 (that pass)."""
+        if budget <= 1:
+            return self._step_counted(budget, skip_bp)
+        self._watch_eip = None
+        ex, retired = self.run(budget - 1, skip_bp=skip_bp)
+        if ex.kind != "budget":
+            return self._end_rep_string(ex, retired, self._watch_eip)
+        ex, more = self._step_counted(1, None)
+        return ex, retired + more
+
+    def _step_counted(self, budget, skip_bp):
+        start = self.reg("eip")
+        self._watch_eip = None
+        ex, retired = self.run(budget, skip_bp=skip_bp)
+        last = start if ex.kind == "budget" and budget == 1 else self._watch_eip
+        return self._end_rep_string(ex, retired, last)
+
+    def _end_rep_string(self, ex, retired, last_eip):
+        """After a pass at last_eip: finish it if it was a rep instruction's last iteration."""
+        if ex.kind not in ("budget", "watch") or last_eip is None:
+            return ex, retired
+        eip = self.reg("eip")
+        if eip != last_eip:
+            return ex, retired
+        try:
+            insn = rep_string_insn(self.read_virt(eip, 15))
+        except UcError:
+            return ex, retired
+        if insn is None:
+            return ex, retired
+        length, addr16 = insn
+        if self.reg("ecx") & (0xFFFF if addr16 else 0xFFFFFFFF):
+            return ex, retired
+        self.set_reg("eip", eip + length)
+        return ex, retired + 1
 
     _hlt_seen = False
 
     def _halted_by_hlt(self):
         eip = self.reg("eip")
         try:
-            self._hlt_seen = bytes(self.uc.mem_read(eip - 1, 1)) == b"\xf4"
+            self._hlt_seen = self.read_virt(eip - 1, 1) == b"\xf4"
         except UcError:
             self._hlt_seen = False
         return self._hlt_seen
@@ -337,7 +507,7 @@ class Cpu:
     def _is_soft_int(self, eip_after, intno):
         """Did `int n`/`int3`/`into` raise this (EIP already past it)?"""
         try:
-            tail = bytes(self.uc.mem_read(eip_after - 2, 2))
+            tail = self.read_virt(eip_after - 2, 2)
         except UcError:
             return False
         if tail == bytes((0xCD, intno)):
@@ -351,45 +521,103 @@ class Cpu:
         ctypes.c_int32.from_address(addr).value = -1
         self.uc.context_restore(ctx)
 
-    def last_error_code(self):
+    def _context_errcode(self):
         ctx = bytes(self.uc.context_save())
         return struct.unpack_from("<I", ctx, self.off.errcode)[0]
+
+    def set_cr2(self, cr2):
+        self.uc.reg_write(X.UC_X86_REG_CR2, cr2)
+
+    def last_error_code(self):
+        """The error code of the fault that ended the last run."""
+        if self.exit is not None and self.exit.errcode is not None:
+            return self.exit.errcode
+        return self._context_errcode()
 
     def stop(self):
         """Thread-safe request to stop the running Guest."""
         self.uc.emu_stop()
 
+    # --- hooks added and removed while the Guest lives ----------------------------
+    def hook_add(self, types, callback, arg=None, begin=1, end=0):
+        """Add a hook after start-up: every breakpoint, watchpoint and tracker
+        hook comes through here or hook_del(), and so through _hooks_changed()."""
+        handle = self.uc.hook_add(types, callback, arg, begin, end)
+        self._hooks_changed()
+        return handle
+
+    def hook_del(self, handle):
+        self.uc.hook_del(handle)
+        self._hooks_changed()
+
+    def _hooks_changed(self):
+        """Drop ALL translated code after a hook was added or removed.
+
+        unicorn looks for code and memory hooks when it TRANSLATES a block:
+        a block translated before a read watchpoint existed reads the
+        variable for ever without calling it (issue 14), and one translated
+        while a hook existed keeps calling into it.  Why everything and not
+        the hook's range: a memory hook's range says nothing about which code
+        touches it, and ctl_remove_cache() takes virtual addresses, which with
+        paging unicorn translates through the Guest's page tables and may
+        fault on outside emu_start.  ctl_flush_tb() touches no address; its
+        cost (~10 us, plus retranslating the hot code once) is paid only
+        when a debugger changes its stops.
+        """
+        self.uc.ctl_flush_tb()
+
     # --- breakpoints and watchpoints ------------------------------------------
     def add_breakpoint(self, addr):
         if addr not in self._breakpoints:
-            self._breakpoints[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_breakpoint,
-                                                       begin=addr, end=addr)
-            # Code already translated without the hook would never call it.
-            self.invalidate(addr, 1)
+            self._breakpoints[addr] = self.hook_add(UC_HOOK_CODE, self._on_breakpoint,
+                                                    begin=addr, end=addr)
 
     def remove_breakpoint(self, addr):
         h = self._breakpoints.pop(addr, None)
         if h is not None:
-            self.uc.hook_del(h)
+            self.hook_del(h)
 
     def breakpoints(self):
         return sorted(self._breakpoints)
 
     def add_watch(self, addr, length, kind):
+        """Watch a virtual range, on the physical pages it maps to now.
+
+        With paging on, unicorn checks memory hooks against *physical*
+        addresses.  So the hook goes on what the Guest's tables map the range
+        to when the watchpoint is set; a kernel address not mapped yet is
+        taken in the linear map (PAGE_OFFSET + physical), where it will be.
+        """
         types = {"watch": UC_HOOK_MEM_WRITE, "rwatch": UC_HOOK_MEM_READ,
                  "awatch": UC_HOOK_MEM_WRITE | UC_HOOK_MEM_READ}[kind]
-        # unicorn matches a memory hook by the first byte of an access, and a
-        # store that starts before the watched bytes still changes them: hook
-        # from the widest access's reach before, _on_watch drops the misses.
-        begin = max(addr - (WIDEST_ACCESS - 1), 0)
-        h = self.uc.hook_add(types, self._on_watch, (kind, addr, length),
-                             begin=begin, end=addr + length - 1)
-        self._watch_hooks.append((addr, length, kind, h))
+        try:
+            chunks = self._chunks(addr, length, UC_ERR_READ_UNMAPPED)
+        except UcError:
+            lin = addr - self.page_offset
+            if not (0 <= lin and lin + length <= self.ram_size):
+                raise
+            chunks = [(lin, length)]
+        handles = []
+        vaddr = addr
+        for phys, n in chunks:
+            # unicorn matches a memory hook by the first byte of an access,
+            # and a store that starts before the watched bytes still changes
+            # them: the first chunk's hook reaches back as far as the widest
+            # access, _on_watch drops the accesses that end before the range.
+            begin = max(phys - (WIDEST_ACCESS - 1), 0) if vaddr == addr else phys
+            handles.append(self.hook_add(types, self._on_watch, (kind, vaddr, phys, addr),
+                                         begin=begin, end=phys + n - 1))
+            vaddr += n
+        self._watch_hooks.append((addr, length, kind, handles))
+        # unicorn also decides whether an access calls memory hooks when it
+        # fills a TLB entry: entries from before this hook would never call it.
+        self.flush_tlb()
 
     def remove_watch(self, addr, length, kind):
         for w in list(self._watch_hooks):
             if w[:3] == (addr, length, kind):
-                self.uc.hook_del(w[3])
+                for h in w[3]:
+                    self.hook_del(h)
                 self._watch_hooks.remove(w)
                 return True
         return False
@@ -421,14 +649,80 @@ class Cpu:
         return self.reg("cs") & 3
 
     # --- memory by Guest virtual address (what debuggers see) ------------------
+    def _chunks(self, addr, length, err):
+        """(physical, length) pieces of a virtual range, as the Guest maps it.
+
+        The Guest's own page tables decide (the shadow is only a cache of
+        them); the Switcher's pages are the Host's, at the same addresses.
+        Unmapped anywhere: UcError(err), and nothing is touched.
+        """
+        out = []
+        while length > 0:
+            n = min(length, abi.PAGE_SIZE - (addr & 0xFFF))
+            if abi.SWITCHER_ADDR <= addr and addr + n <= HOST_TOP:
+                out.append((addr, n))
+            else:
+                walk = self.shadows.guest_walk(addr) if self.shadows is not None else None
+                phys = walk[2] if walk is not None else None
+                if phys is None or phys + n > self.ram_size:
+                    raise UcError(err)
+                out.append((phys, n))
+            addr = (addr + n) & 0xFFFFFFFF
+            length -= n
+        return out
+
     def read_virt(self, addr, length):
-        return bytes(self.uc.mem_read(addr, length))
+        parts = []
+        for phys, n in self._chunks(addr, length, UC_ERR_READ_UNMAPPED):
+            if phys < self.ram_size:
+                parts.append(self.ram[phys:phys + n])
+            else:
+                parts.append(bytes(self.uc.mem_read(phys, n)))
+        return b"".join(parts)
 
     def write_virt(self, addr, data):
-        self.uc.mem_write(addr, bytes(data))
-        self.invalidate(addr, len(data))
+        """A debugger's write; returns the physical pieces written."""
+        data = bytes(data)
+        chunks = self._chunks(addr, len(data), UC_ERR_WRITE_UNMAPPED)
+        if any(phys >= self.ram_size for phys, _ in chunks):
+            raise UcError(UC_ERR_WRITE_UNMAPPED)   # the Switcher is not the Guest's
+        done = 0
+        for phys, n in chunks:
+            self.ram[phys:phys + n] = data[done:done + n]
+            self.invalidate_phys(phys, n)
+            done += n
+        return chunks
+
+    def invalidate_phys(self, phys, length):
+        self.invalidate_phys_ranges([(phys, phys + length)])
+
+    def invalidate_phys_ranges(self, spans):
+        """Drop translated code for physical ranges written from outside the CPU.
+
+        unicorn's ctl_remove_cache takes a *virtual* address and translates
+        it through the current page tables: an address not mapped there
+        drops nothing.  Translated code is keyed by physical page, so we
+        translate nothing: paging off for the calls (virtual = physical),
+        then on again (one TLB flush; ~6 us measured).
+        """
+        spans = [(b, e) for b, e in spans if e > b]
+        if not spans:
+            return
+        if self.paging:
+            self.uc.reg_write(X.UC_X86_REG_CR0, CR0_PE | CR0_ET)
+        try:
+            for begin, end in spans:
+                self.uc.ctl_remove_cache(begin, end)
+        finally:
+            if self.paging:
+                self._write_cr0()
 
     def invalidate(self, addr, length):
-        """Drop translated code for a range written from outside the CPU."""
+        """Drop translated code for a virtual range, wherever it is mapped."""
         if length:
-            self.uc.ctl_remove_cache(addr, addr + length)
+            try:
+                chunks = self._chunks(addr, length, UC_ERR_READ_UNMAPPED)
+            except UcError:
+                return
+            for phys, n in chunks:
+                self.invalidate_phys(phys, n)

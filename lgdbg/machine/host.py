@@ -10,6 +10,10 @@ decision order of shared/docs/lguest-abi.md (section numbers in the comments).
     set_guest_interrupt     §7.3   building the frame
     handle_trap / deliver_trap / emulate_insn   §7.4
 
+The shadow page tables are page_tables.py's (the real Host keeps them in a
+file of their own too); the page-table hypercalls and the page fault hand
+over to it, and SET_STACK's pin_stack_pages uses it.
+
 The Host never runs Guest code; the Machine's run loop (machine.py) calls
 these routines at every Host entry, the way run_guest() does.
 """
@@ -20,12 +24,13 @@ from .. import abi
 
 
 class Host:
-    def __init__(self, cpu, mem, clock, emit, launcher):
+    def __init__(self, cpu, mem, clock, emit, launcher, page_tables):
         self.cpu = cpu
         self.mem = mem
         self.clock = clock
         self.emit = emit                  # emit(kind, **fields)
         self.launcher = launcher
+        self.pt = page_tables
         self.page_offset = cpu.page_offset
 
         self.lguest_data = None           # guest-physical, set by LGUEST_INIT
@@ -39,13 +44,20 @@ class Host:
         self.dead = None                  # the kill reason
         self.killed_by_trap = False
         self.next_hcall = 0               # the Host's cursor into the async ring
-        self.cr3 = launcher.pgdir
-        self.pgdirs = [launcher.pgdir]    # shadow slots we would keep, by cr3
         self.page_table_calls = 0
-        self.dmas = {}                    # key -> (dmas, count, irq): BIND_DMA
+        # io.c's lg->dma[LGUEST_MAX_DMA]: None or (key, dmas, num_dmas, irq,
+        # bind order) per slot.  The order stands in for the hash list, where
+        # the newest binding comes first.
+        self.dma_slots = [None] * abi.LGUEST_MAX_DMA
+        self.dma_binds = 0
         self.dma_is_pending = None        # (dma, key) for the Launcher
         self.hcall_in_progress = None     # (eip,) while a sync hypercall waits
         self._deferred = {}               # irq -> last deferral reason traced
+
+    @property
+    def cr3(self):
+        """The Guest toplevel the current shadow stands for."""
+        return self.pt.cr3[self.pt.pgdidx]
 
     # --- §8.3 kill_guest --------------------------------------------------------
     def kill_guest(self, reason):
@@ -175,34 +187,31 @@ class Host:
         hi |= 0x100
         return struct.pack("<II", lo, hi)
 
+    # The page-table hypercalls: page_tables.py does the work (§3.2, §8.2).
     def hc_new_pgtable(self, pgdir, a2, a3):
-        # The flat mapping stays; we remember which top-level table the Guest
-        # switched to and keep the Host's four shadow slots in order.
         self.page_table_calls += 1
-        self.cr3 = pgdir
-        if pgdir not in self.pgdirs:
-            self.pgdirs = (self.pgdirs + [pgdir])[-4:]
+        if self.pt.guest_new_pagetable(pgdir):
+            # A blank shadow has no kernel mappings: map the stack now.
+            self.pin_stack_pages()
         return None
 
     def hc_flush_tlb(self, all_, a2, a3):
         self.page_table_calls += 1
+        if all_:
+            self.pt.guest_pagetable_clear_all()
+            self.pin_stack_pages()
+        else:
+            self.pt.guest_pagetable_flush_user()
         return None
 
     def hc_set_pte(self, pgdir, vaddr, pte):
-        # A PTE the Guest marks accessed or dirty is installed at once, so it
-        # is checked now (§8.2); others are only cleared for demand faulting.
         self.page_table_calls += 1
-        if pte & 0x60:
-            self._check_gpte(pte)
+        self.pt.guest_set_pte(pgdir, vaddr, pte)
         return None
-
-    def _check_gpte(self, pte):
-        if pte & (0x08 | 0x80) or (pte >> 12) >= self.mem.limit >> 12:   # PWT, PSE, pfn
-            self.kill_guest("bad page table entry")
 
     def hc_set_pmd(self, pgdir, index, a3):
         self.page_table_calls += 1
-        # The Switcher's slot (1023) is never the Guest's: ignored.
+        self.pt.guest_set_pmd(pgdir, index)
         return None
 
     def hc_load_idt_entry(self, vector, lo, hi):
@@ -230,16 +239,18 @@ class Host:
             self.kill_guest("bad stack pages %u" % pages)
             return None
         self.ss1, self.esp1, self.stack_pages = ss, esp, pages
-        # Pin: the stack pages must be there before a trap needs them.  Like
-        # 2.6.23's pin_stack_pages, the page of esp1 - i * PAGE_SIZE, and the
-        # kill names that address, not its page.
-        for i in range(pages):
-            vaddr = (esp - i * abi.PAGE_SIZE) & 0xFFFFFFFF
-            page = vaddr & ~(abi.PAGE_SIZE - 1)
-            if not self.mem.ok(self.guest_pa(page), abi.PAGE_SIZE):
-                self.kill_guest("bad stack page %#x" % vaddr)
-                return None
+        # The stack must be mapped before a trap from user mode needs it.
+        self.pin_stack_pages()
         return None
+
+    def pin_stack_pages(self):
+        """interrupts_and_traps.c pin_stack_pages: one or two pages below esp1.
+
+        esp1 is the address just past the stack, so the first page is the
+        one holding esp1 - 1.
+        """
+        for i in range(self.stack_pages):
+            self.pt.pin_page((self.esp1 - 1 - i * abi.PAGE_SIZE) & 0xFFFFFFFF)
 
     def hc_ts(self, ts, a2, a3):
         self.ts = ts
@@ -260,19 +271,64 @@ class Host:
         self.emit("halt")
         return None
 
+    # --- io.c: DMA between the Guest and its Launcher ------------------------------
+    def dma_key_ok(self, key):
+        """get_futex_key() on the Launcher's address `key`: guest memory is the
+        Launcher's own mapping from 0, and a futex key must be 4-byte aligned."""
+        return key % 4 == 0 and self.mem.ok(key, 4)
+
     def hc_bind_dma(self, key, dmas, count_irq):
-        count, irq = count_irq >> 8, count_irq & 0xFF
-        if irq == 0:
-            self.dmas.pop(key, None)
-            return 1
-        if irq >= abi.LGUEST_IRQS or (key not in self.dmas and len(self.dmas) >= 32):
+        """bind_dma: returns 1 or 0 in EAX (the only 2.6.23 call with a result)."""
+        numdmas, irq = (count_irq >> 8) & 0xFFFF, count_irq & 0xFF
+        if irq >= abi.LGUEST_IRQS:
             return 0
-        self.dmas[key] = (dmas, count, irq)
-        return 1
+        if not self.dma_key_ok(key):
+            self.kill_guest("bad dma key %#x" % key)
+            return 0
+        if irq == 0:
+            # unbind_dma: the first slot with this key and this array.
+            for i, slot in enumerate(self.dma_slots):
+                if slot is not None and slot[0] == key and slot[1] == dmas:
+                    self.dma_slots[i] = None
+                    return 1
+            return 0
+        # Every bind takes a free slot, even for a key that is bound already.
+        for i, slot in enumerate(self.dma_slots):
+            if slot is None:
+                self.dma_binds += 1
+                self.dma_slots[i] = (key, dmas, numdmas, irq, self.dma_binds)
+                return 1
+        return 0
+
+    def get_dma_buffer(self, key):
+        """The Launcher's LHREQ_GETDMA: (address, irq) of a bound buffer, or None.
+
+        Like io.c, it takes the newest binding of the key and the first of its
+        buffers with used_len 0, or its last buffer when every one is in use.
+        """
+        bound = [s for s in self.dma_slots if s is not None and s[0] == key]
+        if not bound:
+            return None
+        _, dmas, num, irq, _ = max(bound, key=lambda s: s[4])
+        ret = None
+        for j in range(num):
+            ret = dmas + j * abi.DMA_SIZE
+            if self.mem.read_u32(ret + abi.DMA_USED_LEN) == 0:
+                break
+        return None if ret is None else (ret, irq)
+
+    def trigger_irq(self, irq):
+        """The Launcher's LHREQ_IRQ (user_send_irq): make irq pending."""
+        if irq < abi.LGUEST_IRQS:
+            self.irqs_pending |= 1 << irq
+            self.emit("raise", irq=irq, source="launcher")
 
     def hc_send_dma(self, key, dma, a3):
-        # Key 0, the console, lives in the Launcher's private memory: the
-        # run loop returns to the Launcher with (dma, key).
+        # The Launcher maps Guest memory privately, so every key is the
+        # Launcher's: the run loop returns to it with (dma, key).
+        if not self.dma_key_ok(key):
+            self.kill_guest("bad sending DMA key")
+            return None
         self.dma_is_pending = (dma, key)
         return None
 
@@ -447,19 +503,30 @@ class Host:
 
     # --- §7.4 traps ---------------------------------------------------------------
     def handle_trap(self, vector, errcode, eip, cr2=None):
-        """A fault the Guest took: emulate it, reflect it, or kill the Guest."""
+        """A fault the Guest took: emulate it, reflect it, or kill the Guest.
+
+        Returns True when the Host dealt with it silently (the Guest never
+        sees it), False when it was reflected or killed the Guest.
+        """
         if vector == 14:
-            # No Guest page tables to fault in from (the flat mapping covers
-            # all RAM), so every page fault is the Guest's: tell it where.
+            # run_guest(): a page fault is first the shadow's business.  If
+            # the Guest's own tables allow the access, demand_page fills the
+            # shadow and the Guest never knows.
+            if self.pt.demand_page(cr2, errcode):
+                self.emit("trap", vector=14, errcode=errcode, eip=eip, cr2=cr2,
+                          delivered=False, demand=True)
+                return True
+            # Really not there (or not allowed): tell the Guest where.
             if self.lguest_data is not None and \
                     not self.mem.write_u32(self._ld(abi.LD_CR2), cr2):
                 self.kill_guest("Writing cr2")
-                return
+                return False
         if vector == 7 and not self.ts:
             # The Host has already restored the FPU: nothing to tell.
             self.emit("trap", vector=7, errcode=0, eip=eip, delivered=False)
-            return
+            return True
         self.deliver_trap(vector, errcode, eip, cr2)
+        return False
 
     def deliver_trap(self, vector, errcode, eip, cr2=None):
         # 2.6.23 reflects only the first 64 vectors; the system call vector

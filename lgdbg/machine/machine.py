@@ -24,12 +24,15 @@ from .events import EventBus
 from .host import Host
 from .launcher import Launcher
 from .memory import GuestMemory
+from .page_tables import PageTables
 from .watchdog import Watchdog
 
 DEFAULT_MEM_MIB = 32
 DEFAULT_HOST_TICK = 1_000_000
 # Longest run between looks at stop requests when nothing else bounds it.
 MAX_SLICE_INSNS = 5_000_000
+# The same page fault reflected this many times in a row: the Guest is stuck.
+STUCK_FAULTS = 10_000
 # The realtime clock's stand-in for the Host's own timer preemption.
 REALTIME_TICK_S = 0.010
 
@@ -39,7 +42,7 @@ class Stop:
     __slots__ = ("kind", "addr", "watch", "reason")
 
     # kinds: breakpoint, watch, interrupted, step, killed, poweroff, max-insns,
-    # halted-forever; the debugger adds catch and history-begin (reverse.py).
+    # halted-forever, stuck; the debugger adds catch and history-begin (reverse.py).
     def __init__(self, kind, addr=None, watch=None, reason=None):
         self.kind, self.addr, self.watch, self.reason = kind, addr, watch, reason
 
@@ -49,7 +52,8 @@ class Stop:
 
 class Machine:
     def __init__(self, image, mem_mib=DEFAULT_MEM_MIB, cmdline="", clock="icount",
-                 host_tick=DEFAULT_HOST_TICK, irqs=(), max_insns=None, output=None):
+                 host_tick=DEFAULT_HOST_TICK, irqs=(), max_insns=None, output=None,
+                 initrd=None, console_input=None):
         if clock not in ("icount", "realtime"):
             raise UsageError("--clock must be icount or realtime, not %r" % clock)
         if clock == "realtime" and (irqs or max_insns is not None or host_tick != DEFAULT_HOST_TICK):
@@ -68,13 +72,22 @@ class Machine:
                                                   abi.SWITCHER_ADDR))
         self.events = EventBus()
         self.clock = VirtualClock() if clock == "icount" else RealtimeClock()
-        self.launcher = Launcher(mem_size, cmdline)
+        if initrd and len(initrd) > mem_size // 2:
+            raise UsageError("--initrd of %d bytes does not fit in --mem %d MiB"
+                             % (len(initrd), mem_mib))
+        self.launcher = Launcher(mem_size, cmdline, initrd=initrd, console_input=console_input)
         self.cpu = Cpu(self.image.page_offset, self.launcher.top)
         self.mem = GuestMemory(self.cpu, self.launcher.top, self._kill)
         self.launcher.load(self.cpu.ram, self.image)
         self.launcher.mem = self.mem
         self.launcher.output = output
-        self.host = Host(self.cpu, self.mem, self.clock, self.emit, self.launcher)
+        # The Launcher's tables are the Guest's first cr3 (H:500); from here
+        # on the CPU sees memory only through the shadows.
+        self.pt = PageTables(self.cpu, self.mem, self._kill, self.image.page_offset,
+                             self.launcher.pfn_limit, self.cpu.switcher_ptes())
+        self.cpu.attach_shadows(self.pt)
+        self.pt.init_guest_pagetable(self.launcher.pgdir)
+        self.host = Host(self.cpu, self.mem, self.clock, self.emit, self.launcher, self.pt)
         self.launcher.host = self.host
         self.mem.write_observers.append(self._host_wrote)
 
@@ -96,6 +109,8 @@ class Machine:
         self.last_delivery_icount = None
         self._recording = None           # replay: list collecting (icount, Stop)
         self._last_tick_ns = 0           # virtual time of the last Host tick
+        self.same_fault = (None, 0)      # (eip, cr2, errcode) reflected, times in a row
+        self.last_cr2 = 0                # CR2 as the last page fault the Host saw left it
 
         # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
         # EIP = the entry after the magic, ESI = 0 (the boot header), ESP 0.
@@ -164,6 +179,12 @@ class Machine:
                     if self._recording is None:
                         return stop
                     self._recording.append((self.clock.icount, stop))
+            if self.stuck:
+                (eip, cr2, errcode), times = self.same_fault
+                self.same_fault = (None, 0)
+                return Stop("stuck", addr=eip, reason=(
+                    "stuck: the same page fault (eip %#x, cr2 %#x, error code %#x) "
+                    "reflected %d times in a row" % (eip, cr2, errcode, times)))
             if self._watchdog.stop_requested:
                 return self._stopped_on_request()
             if limit is not None and self.clock.icount >= limit:
@@ -171,6 +192,8 @@ class Machine:
             if self.max_insns is not None and self.clock.icount >= self.max_insns:
                 return Stop("max-insns")
             if self.host.halted:
+                if self._console_input():
+                    continue
                 if not self._idle():
                     return Stop("halted-forever",
                                 reason="halted with nothing that can ever wake it")
@@ -188,11 +211,13 @@ class Machine:
         skip = self._resume_from_bp if self._resume_from_bp == self.cpu.reg("eip") else None
         self._resume_from_bp = None
         self.mem.flush_code()
+        # run_guest: "if (lg->ts) set_ts()" before every entry into the Guest.
+        self.cpu.set_ts(self.host.ts)
         if self.clock.deterministic:
             budget = self._budget(limit)
             self._watchdog.arm()
             try:
-                ex, retired = self.cpu.run(budget, skip_bp=skip)
+                ex, retired = self.cpu.run_counted(budget, skip_bp=skip)
             finally:
                 self._watchdog.disarm()
             self.clock.icount += retired
@@ -227,12 +252,26 @@ class Machine:
             r = self.cpu.regs()
             self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
             self._entry_pending = True
+        elif kind == "intr" and ex.intno == 14 and not ex.soft:
+            errcode = self.cpu.last_error_code()
+            if self.pt.tracking_fault(ex.addr, errcode):
+                # Only the snapshot code's write tracking faulted: not a Host
+                # entry, nothing the Guest, the trace or a register may show.
+                self.cpu.set_cr2(self.last_cr2)
+                self._resume_from_bp = skip   # the instruction is still to run
+                return None
+            self.last_cr2 = ex.addr
+            self._page_fault(ex.addr, errcode)
+            self._entry_pending = True
         elif kind == "intr":
             errcode = self.cpu.last_error_code() if ex.intno in abi.TRAPS_WITH_ERRCODE else 0
             self.host.handle_trap(ex.intno, errcode, self.cpu.reg("eip"))
             self._entry_pending = True
         elif kind == "mem":
-            self._page_fault(ex)
+            # Only a jump to emu_start's `until` gets here: unicorn stopped
+            # before fetching, where the CPU would have faulted.
+            errcode = (2 if ex.write else 0) | (4 if self.cpu.cpl == 3 else 0)
+            self._page_fault(ex.addr, errcode)
             self._entry_pending = True
         elif kind == "io":
             self._io(ex)
@@ -284,6 +323,26 @@ class Machine:
         self.host.irqs_pending |= 1 << irq
         self.emit("raise", irq=irq, source=source)
         self._entry_pending = True
+
+    def _console_input(self):
+        """Idle in HALT with nothing pending: the moment the Guest waits for
+        console input, so the moment the Launcher hands it some."""
+        host = self.host
+        if host.lguest_data is None:
+            return False
+        blocked = self.mem.read_u32(host.lguest_data + abi.LD_BLOCKED)
+        if host.irqs_pending & ~blocked:
+            return False
+        if self.launcher.feed_console():
+            self._entry_pending = True
+            return True
+        if self.clock.deadline_ns is None and not self.schedule and self.launcher.input.live:
+            # Nothing else can wake the Guest: wait for the user to type.
+            while not self.launcher.input.wait(0.1):
+                if self._watchdog.stop_requested:
+                    return True           # the loop's top stops the run
+            return self._console_input()
+        return False
 
     def _idle(self):
         """Halted: let virtual time jump to the next event that could wake us."""
@@ -347,10 +406,20 @@ class Machine:
             self._recording = None
             self.launcher.output = output
 
-    def _page_fault(self, ex):
-        # No Guest page tables to fault in from: report it as the CPU would.
-        errcode = (1 if ex.prot else 0) | (2 if ex.write else 0) | (4 if self.cpu.cpl == 3 else 0)
-        self.host.handle_trap(14, errcode, self.cpu.reg("eip"), cr2=ex.addr)
+    def _page_fault(self, cr2, errcode):
+        eip = self.cpu.reg("eip")
+        if self.host.handle_trap(14, errcode, eip, cr2=cr2):
+            self.same_fault = (None, 0)
+            return
+        # The same fault reflected again and again, nothing else between:
+        # the real Host would spin for ever; a debugger says so (status 4).
+        key = (eip, cr2, errcode)
+        last, times = self.same_fault
+        self.same_fault = (key, times + 1 if key == last else 1)
+
+    @property
+    def stuck(self):
+        return self.same_fault[1] >= STUCK_FAULTS
 
     def _io(self, ex):
         if self.cpu.cpl == abi.GUEST_PL:
@@ -360,8 +429,13 @@ class Machine:
             self.cpu.set_reg("eip", ex.eip)
             self.host.handle_trap(13, 0, ex.eip)
 
+    @property
+    def powered_off(self):
+        """Dead by the Guest's own power-off, not killed."""
+        return self.host.dead == "CRASH: Power down"
+
     def _death(self):
-        if self.host.dead == "CRASH: Power down":
+        if self.powered_off:
             return Stop("poweroff", reason=self.host.dead)
         return Stop("killed", reason=self.host.dead)
 
@@ -405,9 +479,14 @@ class Machine:
         return self.cpu.read_virt(addr, length)
 
     def write_memory(self, addr, data):
-        self.cpu.write_virt(addr, data)
-        for observe in self.debug_write_observers:
-            observe(addr, len(data))
+        """A debugger's write, by virtual address as the Guest maps it now.
+
+        Observers hear each physical piece in the kernel's linear map
+        (PAGE_OFFSET + physical), as GuestMemory's write observers do.
+        """
+        for phys, n in self.cpu.write_virt(addr, data):
+            for observe in self.debug_write_observers:
+                observe(self.image.page_offset + phys, n)
 
     def add_watch(self, addr, length, kind):
         self.cpu.add_watch(addr, length, kind)

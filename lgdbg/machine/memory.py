@@ -33,14 +33,13 @@ class GuestMemory:
             return
         spans = sorted(self._stale)
         self._stale = []
-        start, end = spans[0]
+        merged = [list(spans[0])]
         for s, e in spans[1:]:
-            if s <= end + 64:                 # close enough: one call
-                end = max(end, e)
+            if s <= merged[-1][1] + 64:       # close enough: one call
+                merged[-1][1] = max(merged[-1][1], e)
             else:
-                self.cpu.invalidate(start, end - start)
-                start, end = s, e
-        self.cpu.invalidate(start, end - start)
+                merged.append([s, e])
+        self.cpu.invalidate_phys_ranges(merged)
 
     def ok(self, phys, length):
         return 0 <= phys and length >= 0 and phys + length <= self.limit
@@ -56,8 +55,11 @@ class GuestMemory:
             self._kill("bad write address %#x len %u" % (phys & 0xFFFFFFFF, len(data)))
             return False
         self.buf[phys:phys + len(data)] = data
+        self._stale.append((phys, phys + len(data)))
+        # Observers (watchpoints, dirty tracking) hear the address in the
+        # kernel's linear map, PAGE_OFFSET + physical, where the Guest's
+        # kernel sees what the Host writes.
         virt = phys + self.page_offset
-        self._stale.append((virt, virt + len(data)))
         for observe in self.write_observers:
             observe(virt, len(data))
         return True

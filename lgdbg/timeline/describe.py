@@ -73,6 +73,6 @@ def _iret_detail(info, name):
 
 
 _DETAILS = {"hcall": _hcall_detail, "deliver": _deliver_detail, "defer": _defer_detail,
-            "trap": _trap_detail, "halt": _halt_detail, "clock": _clock_detail,
+            "trap": _trap_detail, "demand": _trap_detail, "halt": _halt_detail, "clock": _clock_detail,
             "console": _text_detail, "raise": _no_detail, "kill": _text_detail,
             "poweroff": _no_detail, "iret": _iret_detail}

@@ -26,7 +26,10 @@ from .. import abi
 from ..errors import UsageError
 from .describe import describe
 
-GUEST, OVERLAY = "guest", "overlay"
+GUEST, OVERLAY, PAGETABLES = "guest", "overlay", "pagetables"
+# The hypercalls that change page tables: drawn in the page-tables lane, with
+# the demand faults, instead of with the other hypercalls.
+PAGE_TABLE_CALLS = frozenset(("NEW_PGTABLE", "FLUSH_TLB", "SET_PTE", "SET_PMD"))
 
 
 class Track:
@@ -124,6 +127,12 @@ class _Reader:
     def guest(self, name, spans=False):
         return self.lanes[GUEST].track(name, spans)
 
+    def pagetables(self, name):
+        lane = self.lanes.get(PAGETABLES)
+        if lane is None:
+            lane = self.lanes[PAGETABLES] = Lane("lane-pagetables", "page tables", PAGETABLES)
+        return lane.track(name)
+
     def irq(self, n, name, spans=False):
         lane = self.lanes.get(n)
         if lane is None:
@@ -144,8 +153,9 @@ class _Reader:
     def hcall(self, ev, x, t):
         if self.lo is None or x >= self.lo:
             nr = ev.get("nr", -1)
-            self.hcalls.mark(x, ev.get("name") or abi.hcall_name(nr),
-                             (nr, ev.get("args"), ev.get("eip"), ev.get("async")))
+            name = ev.get("name") or abi.hcall_name(nr)
+            track = self.pagetables("hcall-pt") if name in PAGE_TABLE_CALLS else self.hcalls
+            track.mark(x, name, (nr, ev.get("args"), ev.get("eip"), ev.get("async")))
         if self.iret:
             self.check_iret(ev.get("eip"), x)
 
@@ -189,6 +199,11 @@ class _Reader:
             return
         v = ev.get("vector", -1)
         name = abi.TRAP_NAMES.get(v, "trap %d" % v)
+        if ev.get("demand"):
+            # Resolved by the Host from the Guest's tables: the Guest never saw it.
+            self.pagetables("demand").mark(x, "demand fault", (
+                v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"), False, False))
+            return
         track = "trap-emulated" if ev.get("emulated") else "trap"
         self.guest(track).mark(x, name, (v, ev.get("errcode"), ev.get("eip"), ev.get("cr2"),
                                          ev.get("delivered"), ev.get("emulated")))
@@ -414,7 +429,8 @@ def _parse_line(path, lineno, line):
 
 def _ordered_lanes(lanes):
     irqs = sorted(k for k in lanes if isinstance(k, int))
-    return [lanes[GUEST]] + [lanes[n] for n in irqs] + [lanes[OVERLAY]]
+    pt = [lanes[PAGETABLES]] if PAGETABLES in lanes else []
+    return [lanes[GUEST]] + pt + [lanes[n] for n in irqs] + [lanes[OVERLAY]]
 
 
 def _notes(symbols, reader):

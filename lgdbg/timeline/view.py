@@ -21,7 +21,7 @@ RIGHT = 20
 AXIS_H = 34           # the axis above the lanes
 LANE_GAP = 6
 CHAR_W = 6.2          # average width of a character of the 10px labels
-LANE_H = {"guest": 100, "irq": 54}
+LANE_H = {"guest": 100, "irq": 54, "pagetables": 40}
 
 DEFER_COLOURS = {
     "blocked": "#d62728",
@@ -59,6 +59,10 @@ STYLES = {
                                 labels=True, label_y=14),
     "deliver-trap": _style(4, 44, "#74c476", "delivered, trap gate", "deliveries",
                            labels=True, label_y=14),
+    "hcall-pt": _style(4, 14, "#3f5fbf", "page-table hypercall", "page-table hypercalls",
+                       labels=True),
+    "demand": _style(22, 14, "#c49c94", "demand fault (the Host filled its shadow)",
+                     "demand faults"),
     "kill": _style(0, None, "#000000", "killed", "kills", labels=True),
     "poweroff": _style(0, None, "#000000", "power off", "power-offs", labels=True),
 }
@@ -73,7 +77,7 @@ GUEST_IRET = _style(88, 10, "#333333", "return through lguest_iret", "returns",
 # Deferrals go over the deliveries: zoomed out, a column of deliveries would
 # otherwise hide them.
 ORDER = ["clock-pending", "halt", "console", "clock-armed", "clock-deadline",
-         "clock-fired", "trap", "trap-emulated", "hcall", "raise", "iret",
+         "clock-fired", "trap", "trap-emulated", "hcall", "demand", "hcall-pt", "raise", "iret",
          "deliver-interrupt", "deliver-trap", "defer-blocked", "defer-noirq",
          "defer-disabled", "defer-no-handler", "defer-other", "kill", "poweroff"]
 ALWAYS_IN_LEGEND = ["defer-" + r for r in abi.DEFER_REASONS]
