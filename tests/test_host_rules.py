@@ -581,3 +581,17 @@ def test_in_out_emulation_every_form(tmp_path):
              for e in events if e["kind"] == "trap" and not e.get("demand")]
     assert traps == [{"kind": "trap", "vector": 13, "errcode": 0, "eip": syms.lookup(l),
                       "delivered": False, "emulated": True} for l, _, _ in IN_OUT]
+
+
+def test_a_demand_fault_is_traced_with_its_fields(tmp_path):
+    # handle_trap's first step for a #PF: the shadow page tables serve it,
+    # the Guest never sees it, and the trace says exactly that.
+    from test_page_tables import P, RW, V, boot as pt_boot, map_v, stop_at
+    body = map_v(P | RW) + "\t.globl\treading\nreading:\n\tmovl\t0x40000000, %eax\n" \
+                           "\t.globl\tafter_read\nafter_read:\n"
+    m, events, syms = pt_boot(tmp_path, body)
+    stop_at(m, syms, "after_read")
+    faults = [{k: v for k, v in e.items() if k not in ("icount", "time_ns")}
+              for e in events if e["kind"] == "trap" and e.get("cr2") == V]
+    assert faults == [{"kind": "trap", "vector": 14, "errcode": 0, "eip": syms.lookup("reading"),
+                       "cr2": V, "delivered": False, "demand": True}]
