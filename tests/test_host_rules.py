@@ -595,3 +595,21 @@ def test_a_demand_fault_is_traced_with_its_fields(tmp_path):
               for e in events if e["kind"] == "trap" and e.get("cr2") == V]
     assert faults == [{"kind": "trap", "vector": 14, "errcode": 0, "eip": syms.lookup("reading"),
                        "cr2": V, "delivered": False, "demand": True}]
+
+
+def test_demand_faults_in_a_row_are_not_a_stuck_guest(tmp_path):
+    # Each pass drops the user mapping's shadow (FLUSH_TLB) and reads it
+    # again: the same #PF at the same EIP, every time served by the shadow
+    # tables.  A fault the Host served is not the Guest being stuck.
+    from lgdbg.machine.machine import STUCK_FAULTS
+    from test_page_tables import P, RW, V, boot as pt_boot, map_v
+    body = map_v(P | RW) + """
+	movl	$%d, %%ecx
+1:	movl	0x40000000, %%eax
+	hcall	LHCALL_FLUSH_TLB, $0
+	decl	%%ecx
+	jnz	1b
+""" % (STUCK_FAULTS + 5)
+    m, events, _ = pt_boot(tmp_path, body)
+    assert m.run().kind == "poweroff"
+    assert len([e for e in events if e.get("demand") and e["cr2"] == V]) == STUCK_FAULTS + 5
