@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test bench examples clean
+.PHONY: demo test bench mutation examples clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,9 +30,23 @@ test: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
+# Mutation testing of the Host's decision routines (not part of `make test`):
+# mutmut over the files [tool.mutmut] lists in pyproject.toml, against the
+# fast Host-rule tests; prints the score.  Survivors: $(BIN)/mutmut results.
+mutation: $(VENV)/.mutation
+	tools/install-deps.sh test
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_score.py --timeouts | xargs -r $(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_score.py
+
+$(VENV)/.mutation: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,mutation]'
+	touch $@
+
 # Rebuild the example guests and copy them into the package.
 examples:
 	$(MAKE) -C examples install
 
 clean:
-	rm -rf $(VENV) demo-trace.jsonl demo-timeline.html
+	rm -rf $(VENV) mutants demo-trace.jsonl demo-timeline.html

@@ -403,7 +403,7 @@ class Explorer:
         self.recording = True
         try:
             m.raise_irq(self.irq, "schedule")
-            delivered, before = m.try_deliver()
+            delivered, decision = m.try_deliver()
             stop = m.run(max_insns=max(self.limit - m.icount, 0))
         finally:
             self.recording = False
@@ -411,8 +411,8 @@ class Explorer:
         if delivered is not None and delivered != self.irq:
             rec["reason"] = "irq %d delivered first" % delivered
         elif delivered is None:
-            rec["reason"] = before[1] if before[1] != "deliver" else "not delivered"
-        rec["detail"] = before[2]
+            rec["reason"] = decision.verdict if decision.verdict != "deliver" else "not delivered"
+        rec["detail"] = decision.detail
         out = self._outcome(stop)
         ref = self.settles[settle_idx]
         rec["outcome"] = out["stop"] if out["reason"] is None or out["stop"] == "budget" \

@@ -652,8 +652,3 @@ def test_hypercall_with_wild_pointer(tmp_path, body, reason):
     else:
         assert rc == 1
         kill_line(err, reason)
-
-
-def test_cases_counted():
-    """Not a check: prints how many runs this module made (for the README)."""
-    print("hardening guest cases: %(api)d Machine runs, %(cli)d lgdbg run subprocesses" % CASES)

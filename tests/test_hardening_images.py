@@ -468,8 +468,3 @@ def test_bad_option_value(files, command, args, words):
     p = lgdbg(command, *args, timeout=30, env=env)
     line = one_line_status_2(p)
     assert words in line, line
-
-
-def test_counts():
-    """Not a check: the figures for the README's reliability table."""
-    print("hardening images: %s" % COUNT)

@@ -16,7 +16,7 @@ binary junk, 0x03 bytes and unknown packets.  The rules checked:
 * monitor commands never evaluate their text, and no path received over the
   protocol is ever opened.
 
-The number of cases each test ran is printed by test_counts (pytest -s).
+The number of cases each test ran is printed by bench/hardening_counts.py.
 """
 
 import hashlib
@@ -510,8 +510,3 @@ def test_listens_on_loopback_by_default():
             line = [l for l in ss.splitlines() if ":%d " % s.port in l]
             assert line and "127.0.0.1:%d" % s.port in line[0], line
         assert "warning" not in s.stderr
-
-
-def test_counts():
-    """Not a check: how many cases ran (pytest -s shows it)."""
-    print("hardening protocol cases: %s" % COUNT)

@@ -121,10 +121,26 @@ def test_run_to_the_end_then_still_inspectable():
     assert "powered off" in run(cmds, out, "continue")
 
 
-def test_ctrl_c_stops_a_running_guest_and_the_session_goes_on():
-    """The real signal path: SIGINT while `continue` runs an endless loop."""
+@pytest.fixture(params=["default", "ignored"])
+def sigint_before(request):
+    """SIGINT's disposition before the REPL runs a command, set here rather
+    than inherited: a suite started as a background job or under nohup
+    starts with SIGINT ignored, and the test must not depend on that."""
+    wanted = {"default": signal.default_int_handler, "ignored": signal.SIG_IGN}[request.param]
+    inherited = signal.signal(signal.SIGINT, wanted)
+    yield wanted
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_ctrl_c_stops_a_running_guest_and_the_session_goes_on(sigint_before):
+    """The real signal path: SIGINT while `continue` runs an endless loop.
+
+    The REPL takes SIGINT for the command's duration, whatever it was
+    before (an ignored SIGINT included), and gives the old one back."""
     from lgdbg.repl.app import run_line
-    cmds, out, _ = session()
+    # A budget far past the SIGINT (sent at 10M instructions): if the signal
+    # is lost, the run ends at the budget and the test fails instead of hanging.
+    cmds, out, _ = session(max_insns=400_000_000)
     run(cmds, out, "break main_loop")
     run(cmds, out, "continue")
     run(cmds, out, "delete")
@@ -148,7 +164,7 @@ def test_ctrl_c_stops_a_running_guest_and_the_session_goes_on():
     t.join()
     assert "Interrupted at 0xc01000fc <main_loop>." in out.getvalue()
     assert cmds.prompt() == "main_loop> "
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is sigint_before
 
 
 # ------------------------------------------------------------------ registers and memory

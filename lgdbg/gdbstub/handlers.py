@@ -81,7 +81,7 @@ class Session:
                 extra = "%s:;" % feature
         elif kind == "watch":
             wkind, addr = stop.watch
-            extra = "%s:%x;" % (wkind, self._watched_address(wkind, addr))
+            extra = "%s:%x;" % (wkind, addr)       # inside the watched range (Cpu._on_watch)
         elif kind == "catch":
             notes.append("lgdbg: %s: %s\n" % (stop.reason, _describe_event(stop.watch)))
         elif kind == "history-begin":
@@ -112,16 +112,6 @@ class Session:
         expedited = "".join("%02x:%s;" % (n, regs.read_reg(cpu, n).hex())
                             for n in regs.EXPEDITED)
         return ("T%02xthread:01;%s%s" % (signal, expedited, extra)).encode()
-
-    def _watched_address(self, kind, addr):
-        # gdb matches the address against its own watchpoints: report the
-        # start of the overlapping one when the access began before it.
-        for waddr, wlen, wkind in self.watches:
-            if waddr <= addr < waddr + wlen:
-                return addr
-            if addr < waddr and wkind == kind:
-                return waddr
-        return addr
 
     def status_reply(self):
         """`?`: why the machine is stopped now (it is always stopped here).

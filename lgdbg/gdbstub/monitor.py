@@ -195,12 +195,10 @@ class Monitor:
             return "irq stepping %s\n" % args[1]
         if action in ("raise", "clear") and len(args) == 2:
             irq = _int(args[1])
-            if not 0 <= irq < abi.LGUEST_IRQS:
-                raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
             if action == "raise":
                 self.machine.raise_irq(irq, source="monitor")
                 return "irq %d pending; delivery is attempted at the next Host entry\n" % irq
-            self.machine.host.irqs_pending &= ~(1 << irq)
+            self.machine.clear_irq(irq)
             return "irq %d no longer pending\n" % irq
         raise UsageError("usage: monitor irq [raise N | clear N | stepping on|off]")
 

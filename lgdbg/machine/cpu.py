@@ -37,6 +37,7 @@ from unicorn.unicorn_const import UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE
 from .. import abi
 from . import calibrate
 
+WIDEST_ACCESS = 16                           # bytes: an SSE load or store
 SWITCHER_SIZE = 0x10000
 GDT_ADDR = abi.SWITCHER_ADDR                 # 32 descriptors
 IRET_STUB = abi.SWITCHER_ADDR + 0x1000       # a lone `iret`
@@ -381,14 +382,18 @@ class Cpu:
     def _on_watch(self, uc, access, addr, size, value, data):
         if self.stops_ignored:
             return
-        kind, vbase, pbase = data
+        kind, vbase, pbase, wstart = data
         addr = (vbase + addr - pbase) & 0xFFFFFFFF     # unicorn reports physical
         if kind == "watch" and access != UC_MEM_WRITE:
             return
         if kind == "rwatch" and access != UC_MEM_READ:
             return
+        if addr + size <= wstart:
+            return                          # ends before the watched bytes (add_watch)
         if self.watch_hit is None:
-            self.watch_hit = (kind, addr)
+            # The first watched byte touched: gdb matches the stop reply's
+            # address against its own watchpoints, so it must lie inside one.
+            self.watch_hit = (kind, max(addr, wstart))
         self._watch_eip = uc.reg_read(X.UC_X86_REG_EIP)     # see _end_rep_string()
         self._stop_after_this_instruction()
 
@@ -632,8 +637,13 @@ class Cpu:
         handles = []
         vaddr = addr
         for phys, n in chunks:
-            handles.append(self.hook_add(types, self._on_watch, (kind, vaddr, phys),
-                                         begin=phys, end=phys + n - 1))
+            # unicorn matches a memory hook by the first byte of an access,
+            # and a store that starts before the watched bytes still changes
+            # them: the first chunk's hook reaches back as far as the widest
+            # access, _on_watch drops the accesses that end before the range.
+            begin = max(phys - (WIDEST_ACCESS - 1), 0) if vaddr == addr else phys
+            handles.append(self.hook_add(types, self._on_watch, (kind, vaddr, phys, addr),
+                                         begin=begin, end=phys + n - 1))
             vaddr += n
         self._watch_hooks.append((addr, length, kind, handles))
         # unicorn also decides whether an access calls memory hooks when it

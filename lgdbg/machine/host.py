@@ -6,7 +6,7 @@ decision order of shared/docs/lguest-abi.md (section numbers in the comments).
     kill_guest              §8.3   only the first reason is kept
     do_hypercalls           §3.4   the async ring, then the synchronous call
     do_hcall                §3.2   one function per hypercall below it
-    maybe_do_interrupt      §7.2   the exact decision sequence
+    decide_interrupt, maybe_do_interrupt   §7.2   the decision sequence, then its deeds
     set_guest_interrupt     §7.3   building the frame
     direct_trap / gate_dpl / deliver_direct     the IDT the Host gives the CPU
                                    (copy_traps): what never reaches the Host
@@ -389,81 +389,91 @@ class Host:
             self.kill_guest("Writing timestamp")
 
     # --- §7.2 maybe_do_interrupt ------------------------------------------------
-    def interrupt_decision(self):
-        """What maybe_do_interrupt would decide now, without doing it.
+    def decide_interrupt(self):
+        """§7.2 without its side effects: what maybe_do_interrupt would do now.
 
-        Returns (irq or None, verdict, detail): verdict is 'deliver', 'none',
-        or one of the deferral reasons (abi.DEFER_REASONS).
+        The one place the Host's interrupt rules are written.  maybe_do_interrupt
+        carries out the record this returns, and the debugger prints the same
+        record (lguest-irq, lguest-step-irq, the explorer's reasons), so the
+        words and the deeds cannot disagree about an order or a boundary.
         """
-        if self.lguest_data is None:
-            return None, "none", "lguest_data is not registered yet (no LGUEST_INIT)"
-        blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
-        candidates = self.irqs_pending & ~blocked & 0xFFFFFFFF
-        if not candidates:
-            if self.irqs_pending:
-                irq = _lowest(self.irqs_pending)
-                return irq, "blocked", "irq %d is pending but blocked" % irq
-            return None, "none", "no irq is pending"
-        irq = _lowest(candidates)
-        eip = self.cpu.reg("eip")
-        if self.noirq_start <= eip < self.noirq_end:
-            return irq, "noirq", "EIP %#x is inside the noirq window [%#x, %#x)" % (
-                eip, self.noirq_start, self.noirq_end)
-        if not self.halted and self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) == 0:
-            return irq, "disabled", "lguest_data.irq_enabled is 0"
-        vector = abi.FIRST_EXTERNAL_VECTOR + irq
-        if vector not in self.idt:
-            return irq, "no-handler", "no IDT entry for vector %#x" % vector
-        gate = abi.decode_gate(*self.idt[vector])
-        kind = abi.gate_kind(gate.type)
-        return irq, "deliver", "would deliver irq %d to %#x through %s %s gate" % (
-            irq, gate.handler, "an" if kind == "interrupt" else "a", kind)
-
-    def maybe_do_interrupt(self):
-        """§7.2, step by step.  Returns the delivered irq or None."""
+        d = InterruptDecision(self.irqs_pending)
         # 1. Nothing before LGUEST_INIT.
         if self.lguest_data is None:
-            return None
+            return d.end(1, "none", "lguest_data is not registered yet (no LGUEST_INIT)")
         # 2-4. The lowest pending irq that the Guest has not blocked.
-        blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
-        candidates = self.irqs_pending & ~blocked & 0xFFFFFFFF
+        d.blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
+        candidates = self.irqs_pending & ~d.blocked & 0xFFFFFFFF
+        d.note(2, "blocked_interrupts = %#010x (%s)" % (d.blocked, _irq_words(d.blocked)))
+        d.note(3, "pending = %#010x (%s); pending and not blocked = %s"
+               % (self.irqs_pending, _irq_words(self.irqs_pending), _irq_words(candidates)))
         if not candidates:
+            # (and no timestamp update)
             if self.irqs_pending:
-                self._defer(_lowest(self.irqs_pending), "blocked")
-            return None                      # (and no timestamp update)
-        irq = _lowest(candidates)
+                d.irq = _lowest(self.irqs_pending)
+                return d.end(4, "blocked", "irq %d is pending but blocked" % d.irq)
+            return d.end(4, "none", "no irq is pending")
+        d.irq = _lowest(candidates)
+        d.note(4, "lowest candidate: irq %d" % d.irq)
         # 5. Never inside lguest_iret's window, whatever irq_enabled says.
         eip = self.cpu.reg("eip")
+        window = "the noirq window [%#x, %#x)" % (self.noirq_start, self.noirq_end)
         if self.noirq_start <= eip < self.noirq_end:
-            self._defer(irq, "noirq")
-            return None
-        # 6. A halted Guest expects "sti; hlt": wake it with interrupts on.
+            return d.end(5, "noirq", "EIP %#x is inside %s" % (eip, window))
+        d.note(5, "EIP %#x is outside %s" % (eip, window))
+        # 6. A halted Guest expects "sti; hlt": it is woken with interrupts on,
+        #    whatever irq_enabled said.  Otherwise any non-zero value is "on".
         if self.halted:
+            d.wake = True
+            d.note(6, "the Guest is halted: the Host wakes it and sets irq_enabled = 0x200")
+        else:
+            enabled = self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED))
+            if enabled == 0:
+                return d.end(6, "disabled", "lguest_data.irq_enabled is 0")
+            d.note(6, "irq_enabled = %#x (enabled: not 0)" % enabled)
+        # 8. From here on the timestamp is written, delivered or not.
+        d.timestamp = True
+        # 7. Deliver through the Guest's gate, if it gave us one.
+        d.vector = abi.FIRST_EXTERNAL_VECTOR + d.irq
+        if d.vector not in self.idt:
+            return d.end(7, "no-handler", "no IDT entry for vector %#x" % d.vector)
+        gate = abi.decode_gate(*self.idt[d.vector])
+        kind = abi.gate_kind(gate.type)
+        return d.end(7, "deliver", "would deliver irq %d to %#x through %s %s gate" % (
+            d.irq, gate.handler, "an" if kind == "interrupt" else "a", kind))
+
+    def maybe_do_interrupt(self):
+        """§7.2: carry out decide_interrupt's record.
+
+        Returns the record, with .delivered set to the irq delivered or None.
+        """
+        d = self.decide_interrupt()
+        if not d.timestamp:
+            # Stopped before step 7: nothing is written, a deferral is traced.
+            if d.irq is not None:
+                self._defer(d.irq, d.verdict)
+            return d
+        if d.wake:
             if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), abi.X86_EFLAGS_IF):
                 self.kill_guest("Re-enabling interrupts")
             self.halted = False
             self.emit("wake")
-        elif self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) == 0:
-            self._defer(irq, "disabled")
-            return None
-        # 7. Deliver through the Guest's gate, if it gave us one.
-        delivered = None
-        vector = abi.FIRST_EXTERNAL_VECTOR + irq
-        if vector in self.idt:
-            self.irqs_pending &= ~(1 << irq)
-            lo, hi = self.idt[vector]
+        if d.verdict == "deliver":
+            eip = self.cpu.reg("eip")
+            self.irqs_pending &= ~(1 << d.irq)
+            lo, hi = self.idt[d.vector]
             frame = self.set_guest_interrupt(lo, hi, False)
             if frame is not None:
-                self._deferred.pop(irq, None)
+                self._deferred.pop(d.irq, None)
                 gate = abi.decode_gate(lo, hi)
-                self.emit("irq", irq=irq, vector=vector, from_eip=eip, handler=gate.handler,
+                self.emit("irq", irq=d.irq, vector=d.vector, from_eip=eip, handler=gate.handler,
                           gate=abi.gate_kind(gate.type), esp=self.cpu.reg("esp"))
-                delivered = irq
-        else:
-            self._defer(irq, "no-handler")
-        # 8. The timestamp, delivered or not.
-        self.write_timestamp()
-        return delivered
+                d.delivered = d.irq
+        elif d.verdict == "no-handler":
+            self._defer(d.irq, "no-handler")
+        if d.timestamp:
+            self.write_timestamp()
+        return d
 
     def _defer(self, irq, reason):
         # Traced once per irq per change of reason, not at every Host entry.
@@ -705,3 +715,37 @@ def _signed(value):
 
 def _lowest(bitmap):
     return (bitmap & -bitmap).bit_length() - 1
+
+
+def _irq_words(bitmap):
+    found = abi.irq_list(bitmap & 0xFFFFFFFF)
+    return "irqs " + ", ".join(map(str, found)) if found else "none"
+
+
+class InterruptDecision:
+    """One run of §7.2's steps: the verdict, and the steps that led to it.
+
+    verdict is "deliver", "none" or a deferral reason (abi.DEFER_REASONS);
+    steps are the lines the debugger prints ("5. EIP ... is inside ...").
+    wake and timestamp are what maybe_do_interrupt does besides delivering.
+    """
+
+    def __init__(self, pending):
+        self.pending = pending
+        self.blocked = 0
+        self.irq = None
+        self.vector = None
+        self.verdict = None
+        self.detail = None
+        self.steps = []
+        self.wake = False             # 6: a halted Guest is woken, irq_enabled = 0x200
+        self.timestamp = False        # 8: step 7 was reached
+        self.delivered = None         # set by maybe_do_interrupt
+
+    def note(self, step, text):
+        self.steps.append("%d. %s" % (step, text))
+
+    def end(self, step, verdict, detail):
+        self.note(step, detail)
+        self.verdict, self.detail = verdict, detail
+        return self

@@ -101,8 +101,7 @@ class Machine:
         self.max_insns = max_insns
         self.schedule = sorted((count, irq) for irq, count in irqs)
         for irq, count in irqs:
-            if not 0 <= irq < abi.LGUEST_IRQS:
-                raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
+            check_irq(irq)
         self._sync_hcall = None          # a hypercall waiting for the Host
         self._entry_pending = False      # a Guest exit the Host has not handled
         # Stop requests and deadlines both live in the watchdog.
@@ -461,10 +460,10 @@ class Machine:
             self._deliver()
 
     def _deliver(self):
-        irq = self.host.maybe_do_interrupt()
-        if irq is not None:
+        decision = self.host.maybe_do_interrupt()
+        if decision.delivered is not None:
             self.last_delivery_icount = self.clock.icount
-        return irq
+        return decision
 
     @contextmanager
     def quiet(self, record_stops=None):
@@ -542,14 +541,16 @@ class Machine:
         return True
 
     def try_deliver(self):
-        """One delivery attempt, as lguest-step-irq asks: returns the Host's verdict."""
-        before = self.host.interrupt_decision()
-        irq = self._deliver()
-        return irq, before
+        """One delivery attempt, as lguest-step-irq asks.
+
+        Returns (irq delivered or None, the Host's InterruptDecision): the
+        record maybe_do_interrupt carried out, verdict and steps included.
+        """
+        decision = self._deliver()
+        return decision.delivered, decision
 
     def raise_irq(self, irq, source="monitor"):
-        if not 0 <= irq < abi.LGUEST_IRQS:
-            raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))
+        check_irq(irq)
         self.host.irqs_pending |= 1 << irq
         self.emit("raise", irq=irq, source=source)
         if self.host.halted:
@@ -557,6 +558,10 @@ class Machine:
             # Launcher's LHREQ_BREAK after raising an irq is that wake-up, so
             # the next run() begins with a Host entry (and a delivery attempt).
             self._entry_pending = True
+
+    def clear_irq(self, irq):
+        check_irq(irq)
+        self.host.irqs_pending &= ~(1 << irq)
 
     def read_memory(self, addr, length):
         return self.cpu.read_virt(addr, length)
@@ -583,3 +588,9 @@ class Machine:
             if kind != "rwatch" and virt < addr + wlen and addr < virt + length:
                 if self._host_watch_hit is None:
                     self._host_watch_hit = (kind, max(addr, virt))
+
+
+def check_irq(irq):
+    """The one range check for every way of raising or clearing an irq."""
+    if not 0 <= irq < abi.LGUEST_IRQS:
+        raise UsageError("irq %d out of range (0-%d)" % (irq, abi.LGUEST_IRQS - 1))

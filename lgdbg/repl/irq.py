@@ -1,6 +1,5 @@
 """Virtual interrupts: irq [raise|clear|stepping], step-irq (gdb: lguest-irq, lguest-step-irq)."""
 
-from .. import abi
 from ..views import inspect, render
 from .session import CommandError
 
@@ -29,13 +28,11 @@ class IrqCommands:
                 if len(words) != 2:
                     raise CommandError("irq %s wants one irq number" % sub)
                 n = self.number(words[1], "irq")
-                if not 0 <= n < abi.LGUEST_IRQS:
-                    raise CommandError("irq %d out of range (0-%d)" % (n, abi.LGUEST_IRQS - 1))
                 if sub == "raise":
                     self.m.raise_irq(n)
                     self.say("irq %d raised (pending; delivery is tried at the next Host entry)" % n)
                 else:
-                    self.m.host.irqs_pending &= ~(1 << n)
+                    self.m.clear_irq(n)
                     self.say("irq %d cleared" % n)
             elif sub == "stepping":
                 if len(words) != 2 or words[1] not in ("on", "off"):
