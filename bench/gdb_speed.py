@@ -21,7 +21,6 @@ and prints each figure with the ratio lgdbg / QEMU (>= 1.0x: lgdbg as good).
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from gdbmi import Gdb, Serve  # noqa: E402
+from qemu import MULTIBOOT_HEADER, Qemu, build_multiboot  # noqa: E402
 
 IMAGES = os.path.join(ROOT, "lgdbg", "images")
 MIB = 1 << 20
@@ -49,12 +49,7 @@ spin:
 	.section .note.GNU-stack, "", @progbits
 """
 
-MULTIBOOT_SRC = """\
-	.section .text
-	.align	4
-	.long	0x1BADB002			/* multiboot magic */
-	.long	0				/* flags */
-	.long	-0x1BADB002			/* checksum */
+MULTIBOOT_SRC = MULTIBOOT_HEADER + """\
 	.globl	_start
 _start:
 	.globl	spin
@@ -67,50 +62,15 @@ spin:
 
 
 def build(tmp):
-    lg_src, mb_src = os.path.join(tmp, "spin.S"), os.path.join(tmp, "mb.S")
+    lg_src = os.path.join(tmp, "spin.S")
     with open(lg_src, "w") as f:
         f.write(LGUEST_SRC)
-    with open(mb_src, "w") as f:
-        f.write(MULTIBOOT_SRC)
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
     run("gcc", "-m32", "-I", IMAGES, "-c", lg_src, "-o", lg_src + ".o")
     run("ld", "-m", "elf_i386", "--build-id=none", "--no-warn-rwx-segments",
         "-T", os.path.join(IMAGES, "guest.lds"), "-o", os.path.join(tmp, "spin.elf"),
         lg_src + ".o")
-    run("gcc", "-m32", "-c", mb_src, "-o", mb_src + ".o")
-    run("ld", "-m", "elf_i386", "--build-id=none", "-Ttext", "0x100000", "-e", "_start",
-        "-o", os.path.join(tmp, "mb.elf"), mb_src + ".o")
-    return os.path.join(tmp, "spin.elf"), os.path.join(tmp, "mb.elf")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Qemu:
-    def __init__(self, image):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["qemu-system-i386", "-kernel", image, "-S", "-gdb", "tcp:127.0.0.1:%d" % self.port,
-             "-display", "none", "-monitor", "none", "-serial", "none", "-m", "64"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Ready when the port accepts; gdb would retry for 15 s, we check first.
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("qemu did not start: %s" % self.proc.stderr.read())
-                time.sleep(0.05)
-        self.address = "127.0.0.1:%d" % self.port
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
+    return os.path.join(tmp, "spin.elf"), build_multiboot(tmp, MULTIBOOT_SRC)
 
 
 def measure(address, image, ram_start, steps, reps, breakpoints=0, spin="spin"):

@@ -12,17 +12,13 @@ Host-side commands must refuse both with one clear line.
 """
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
 from gdbmi import Gdb, ROOT
+from qemu import QEMU, Qemu, build_multiboot
 from test_gdb_commands import LOADER, error_of
 
-QEMU = shutil.which("qemu-system-i386")
 pytestmark = pytest.mark.skipif(
     QEMU is None or not os.path.exists("/usr/bin/gdb"),
     reason="needs qemu-system-i386 and gdb (apt-get install qemu-system-x86 gdb)")
@@ -56,42 +52,8 @@ BLOCKED = 0x5a5a0000
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("qemu")
-    src, obj, elf = (str(tmp / n) for n in ("mb.S", "mb.o", "mb.elf"))
-    with open(src, "w") as f:
-        f.write(GUEST)
-    subprocess.run(["gcc", "-m32", "-g", "-I", os.path.join(ROOT, "examples"), "-c", src,
-                    "-o", obj], check=True, capture_output=True)
-    subprocess.run(["ld", "-m", "elf_i386", "--build-id=none", "-Ttext", "0x100000",
-                    "-e", "_start", "-o", elf, obj], check=True, capture_output=True)
-    return elf
-
-
-class Qemu:
-    """qemu-system-i386 -S -gdb on a free loopback port; ready when it accepts."""
-
-    def __init__(self, elf):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [QEMU, "-kernel", elf, "-S", "-gdb", "tcp:127.0.0.1:%d" % self.port,
-             "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "none",
-             "-m", "16"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("qemu did not start: %s" % self.proc.stderr.read())
-                time.sleep(0.05)
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
+    return build_multiboot(tmp_path_factory.mktemp("qemu"), GUEST,
+                           cflags=("-g", "-I", os.path.join(ROOT, "examples")))
 
 
 def gdb_with(elf):

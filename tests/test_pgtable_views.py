@@ -7,11 +7,6 @@ for line, for that region (the rest differs: each needs its kernel mapped
 where it runs).
 """
 
-import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
@@ -21,6 +16,7 @@ from lgdbg.machine import Machine
 from lgdbg.views.symbols import Symbols
 from gdbmi import Gdb
 from guestbuild import INIT, build_guest, own_tables
+from qemu import MULTIBOOT_HEADER, QEMU, Qemu, build_multiboot
 
 # PTE flags of the test entries: plain, RW, user, user RW, accessed, dirty,
 # global, PWT and PCD, and a hole (not present) between two runs.
@@ -29,12 +25,7 @@ FLAGS = [0x01, 0x03, 0x05, 0x07, 0x27, 0x67, 0x163, 0x0F, 0x13, 0x00, 0x07, 0x07
 FILL = "".join("\tmovl\t$%#x, %s + %d\n" % (((0x300 + i) << 12) | f, "%(pt)s", 4 * i)
                for i, f in enumerate(FLAGS))
 
-MULTIBOOT = """
-	.section .text
-	.align	4
-	.long	0x1BADB002
-	.long	0
-	.long	-0x1BADB002
+MULTIBOOT = MULTIBOOT_HEADER + """
 	.globl	_start
 _start:
 	xorl	%%eax, %%eax			/* identity-map the first 4 MiB for ourselves */
@@ -93,41 +84,16 @@ def lgdbg_views(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qemu_views(tmp_path_factory):
-    if not shutil.which("qemu-system-i386"):
+    if QEMU is None:
         pytest.skip("qemu-system-i386 is not installed (tools/install-deps.sh test)")
-    tmp = str(tmp_path_factory.mktemp("qemu"))
-    src, obj, image = (os.path.join(tmp, n) for n in ("mb.S", "mb.o", "mb.elf"))
-    with open(src, "w") as f:
-        f.write(MULTIBOOT % {"fill": FILL % {"pt": "test_pt"}})
-    subprocess.run(["gcc", "-m32", "-c", src, "-o", obj], check=True)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", image, obj], check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-i386", "-kernel", image, "-S", "-gdb",
-                             "tcp:127.0.0.1:%d" % port, "-display", "none", "-monitor", "none",
-                             "-serial", "none", "-m", "64"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and qemu.poll() is None, "qemu did not start"
-                time.sleep(0.05)
-        with Gdb(args=[image]) as gdb:
-            gdb.cli("target remote 127.0.0.1:%d" % port)
-            gdb.cli("break paging_on")
-            gdb.cli("continue")
-            gdb.wait_stopped()
-            mem = gdb.cli("monitor info mem").output
-            tlb = gdb.cli("monitor info tlb").output
-        return mem, tlb
-    finally:
-        qemu.kill()
-        qemu.wait()
+    image = build_multiboot(tmp_path_factory.mktemp("qemu"),
+                            MULTIBOOT % {"fill": FILL % {"pt": "test_pt"}})
+    with Qemu(image) as qemu, Gdb(args=[image]) as gdb:
+        gdb.cli("target remote %s" % qemu.address)
+        gdb.cli("break paging_on")
+        gdb.cli("continue")
+        gdb.wait_stopped()
+        return gdb.cli("monitor info mem").output, gdb.cli("monitor info tlb").output
 
 
 def test_info_mem_and_tlb_are_qemus_lines(lgdbg_views, qemu_views):

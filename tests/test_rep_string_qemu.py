@@ -15,15 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from gdbmi import ROOT, Serve
+from gdbmi import Serve
 from guestbuild import build_guest
-
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-from gdb_speed import Qemu  # noqa: E402
+from qemu import MULTIBOOT_HEADER, Qemu, build_multiboot
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("gdb", "gcc", "ld", "qemu-system-i386")),
@@ -114,12 +111,7 @@ same2:	.ascii	"abcdefgh"
 diff:	.ascii	"abcXefgh"
 dst:	.fill	64, 1, 0
 """
-MULTIBOOT = """\
-	.section .text
-	.align	4
-	.long	0x1BADB002
-	.long	0
-	.long	-0x1BADB002
+MULTIBOOT = MULTIBOOT_HEADER + """\
 	.globl	_start
 _start:
 %s
@@ -151,16 +143,6 @@ print("STEPS " + json.dumps(out))
 """ % FLAGS
 
 
-def build_multiboot(tmp):
-    src, obj, elf = (os.path.join(tmp, "mb" + ext) for ext in (".S", ".o", ".elf"))
-    with open(src, "w") as f:
-        f.write(MULTIBOOT)
-    subprocess.run(["gcc", "-m32", "-c", src, "-o", obj], check=True, capture_output=True)
-    subprocess.run(["ld", "-m", "elf_i386", "--build-id=none", "-Ttext", "0x100000",
-                    "-e", "_start", "-o", elf, obj], check=True, capture_output=True)
-    return elf
-
-
 def steps(address, elf, tmp):
     script = os.path.join(tmp, "stepper-%d.py" % os.getpid())
     with open(script, "w") as f:
@@ -177,9 +159,10 @@ def test_rep_string_steps_match_qemu(tmp_path):
     lguest = build_guest(tmp, BLOCK, data=DATA, iret=False)
     with Serve(lguest, "--no-history") as serve:
         ours = steps(serve.address, lguest, tmp)
-    qemu = Qemu(build_multiboot(tmp))
+    mb = build_multiboot(tmp, MULTIBOOT)
+    qemu = Qemu(mb)
     try:
-        theirs = steps(qemu.address, os.path.join(tmp, "mb.elf"), tmp)
+        theirs = steps(qemu.address, mb, tmp)
     finally:
         qemu.close()
     assert theirs[-1]["eip"] == ours[-1]["eip"]          # both reached block_end
