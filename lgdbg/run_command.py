@@ -34,7 +34,7 @@ def run(args):
     from .machine.console_input import ConsoleInput
     # Like the Launcher, `run` gives the Guest's console our standard input.
     machine = build_machine(args, max_insns=args.max_insns, output=console,
-                            console_input=ConsoleInput(sys.stdin.buffer))
+                            console_input=ConsoleInput(getattr(sys.stdin, "buffer", None)))
     trace = None
     if args.trace:
         from .machine.events import TraceWriter

@@ -130,3 +130,12 @@ def test_trace_to_unwritable_place_is_status_2(tmp_path):
 def test_cmdline_reaches_the_boot_header():
     r = lgdbg("run", "hello", "--cmdline", "console=hvc0 quiet")
     assert "Command line: console=hvc0 quiet" in r.stdout
+
+
+@pytest.mark.parametrize("redirect", ["0<&-", "</dev/null"], ids=["closed", "devnull"])
+def test_run_without_a_usable_stdin(redirect):
+    # The console reads standard input: closed or empty, it is simply no input.
+    r = subprocess.run(" ".join(LGDBG + ["run", "hello", redirect]), shell=True,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout.startswith("Hello from an lguest Guest")

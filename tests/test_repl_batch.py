@@ -99,3 +99,9 @@ def test_bad_usage_is_one_line_and_status_2(args, words):
     res = lgdbg_repl(*args)
     assert res.returncode == 2
     assert len(res.stderr.splitlines()) == 1 and words in res.stderr
+
+
+def test_closed_stdin_is_an_empty_script():
+    r = subprocess.run(" ".join([sys.executable, "-m", "lgdbg", "repl", "iret", "0<&-"]),
+                       shell=True, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

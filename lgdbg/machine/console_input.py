@@ -28,7 +28,8 @@ class ConsoleInput:
                 self.tty = os.isatty(self.fd)
             except (OSError, ValueError, AttributeError):
                 self.fd = None
-        self.eof = stream is None
+        # No stream, or one with no file behind it (a closed stdin): no input.
+        self.eof = stream is None or self.fd is None
         self.queued = bytearray()            # typed by a debugger
 
     def send(self, data):
@@ -45,7 +46,11 @@ class ConsoleInput:
         if self.eof:
             return False
         if self.tty:
-            return bool(select.select([self.fd], [], [], 0)[0])
+            try:
+                return bool(select.select([self.fd], [], [], 0)[0])
+            except (OSError, ValueError):
+                self.eof = True
+                return False
         return True                          # a line, or the end: take() tells
 
     def wait(self, timeout):
@@ -67,7 +72,7 @@ class ConsoleInput:
             return b""
         try:
             piece = os.read(self.fd, room) if self.tty else self.stream.readline(room)
-        except OSError:
+        except (OSError, ValueError):        # unreadable, or closed under us
             piece = b""
         if not piece:
             self.eof = True                  # the Launcher ignores the console from now on

@@ -45,7 +45,8 @@ def run(args):
     from .commands import Commands
     image = images.resolve(args.image)
     machine = build_machine(args)
-    batch = script is not None or not sys.stdin.isatty()
+    # A closed stdin (sys.stdin is None) is a script with no commands.
+    batch = script is not None or sys.stdin is None or not sys.stdin.isatty()
     from ..core.debugger import Debugger
     debugger = Debugger(machine, history=not args.no_history and machine.clock.deterministic)
     cmds = Commands(machine, out=sys.stdout, err=sys.stderr if batch else sys.stdout,
@@ -53,7 +54,7 @@ def run(args):
     if script is not None:
         return run_batch(cmds, script)
     if batch:
-        return run_batch(cmds, sys.stdin)
+        return run_batch(cmds, sys.stdin if sys.stdin is not None else [])
     return interact(cmds, make_session(cmds))
 
 
