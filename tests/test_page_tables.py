@@ -348,3 +348,15 @@ def test_a_stuck_guest_stops_gdbs_continue_with_sigsegv_and_the_line(tmp_path):
     said = b"".join(bytes.fromhex(r[1:].decode()) for r in replies[:-1] if r[:1] == b"O")
     assert b"reflected 10000 times in a row" in said
     assert not m.dead                                            # stopped, not gone
+
+
+def test_a_fill_that_does_not_take_is_stuck_not_a_hang(tmp_path):
+    # A Host whose demand_page says "mapped" without mapping (a broken shadow,
+    # or a mutant of it) would retry the access for ever without retiring an
+    # instruction, so --max-insns could never stop it: lgdbg stops it instead.
+    m, events, syms = boot(tmp_path, map_v(P | RW) + "load:\tmovl\t0x40000000, %eax\n")
+    stop_at(m, syms, "load")
+    m.pt.demand_page = lambda vaddr, errcode: True
+    stop = m.run()
+    assert (stop.kind, stop.addr) == ("stuck", syms.lookup("load"))
+    assert "cr2 0x40000000" in stop.reason and "filled by the Host" in stop.reason

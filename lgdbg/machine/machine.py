@@ -39,6 +39,8 @@ DEFAULT_HOST_TICK = 1_000_000
 MAX_SLICE_INSNS = 5_000_000
 # The same page fault reflected this many times in a row: the Guest is stuck.
 STUCK_FAULTS = 10_000
+# The same fault filled this many times in a row: the fill does not take.
+STUCK_FILLS = 1_000
 # The realtime clock's stand-in for the Host's own timer preemption.
 REALTIME_TICK_S = 0.010
 
@@ -116,6 +118,7 @@ class Machine:
         self._recording = None           # replay: list collecting (icount, Stop)
         self._last_tick_ns = 0           # virtual time of the last Host tick
         self.same_fault = (None, 0)      # (eip, cr2, errcode) reflected, times in a row
+        self.same_fill = (None, 0)       # ... filled silently by the Host, times in a row
         self.last_cr2 = 0                # CR2 as the last page fault the Host saw left it
 
         # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
@@ -186,11 +189,7 @@ class Machine:
                         return stop
                     self._recording.append((self.clock.icount, stop))
             if self.stuck:
-                (eip, cr2, errcode), times = self.same_fault
-                self.same_fault = (None, 0)
-                return Stop("stuck", addr=eip, reason=(
-                    "stuck: the same page fault (eip %#x, cr2 %#x, error code %#x) "
-                    "reflected %d times in a row" % (eip, cr2, errcode, times)))
+                return self._stuck()
             if self._watchdog.stop_requested:
                 return self._stopped_on_request()
             if limit is not None and self.clock.icount >= limit:
@@ -486,18 +485,37 @@ class Machine:
 
     def _page_fault(self, cr2, errcode):
         eip = self.cpu.reg("eip")
+        key = (eip, cr2, errcode)
         if self.host.handle_trap(14, errcode, eip, cr2=cr2):
+            # Filled from the Guest's tables: the access now succeeds, so the
+            # same fault at once again means the fill did not take (a broken
+            # shadow): the Guest would spin without retiring an instruction.
+            # (Counted only while no instruction retires in between: a Guest
+            # that drops a mapping and touches it again makes progress.)
             self.same_fault = (None, 0)
+            last, times = self.same_fill
+            here = key + (self.clock.icount,)
+            self.same_fill = (here, times + 1 if here == last else 1)
             return
+        self.same_fill = (None, 0)
         # The same fault reflected again and again, nothing else between:
         # the real Host would spin for ever; a debugger says so (status 4).
-        key = (eip, cr2, errcode)
         last, times = self.same_fault
         self.same_fault = (key, times + 1 if key == last else 1)
 
     @property
     def stuck(self):
-        return self.same_fault[1] >= STUCK_FAULTS
+        return self.same_fault[1] >= STUCK_FAULTS or self.same_fill[1] >= STUCK_FILLS
+
+    def _stuck(self):
+        reflected = self.same_fault[1] >= STUCK_FAULTS
+        (eip, cr2, errcode), times = self.same_fault if reflected else \
+            (self.same_fill[0][:3], self.same_fill[1])
+        self.same_fault = self.same_fill = (None, 0)
+        return Stop("stuck", addr=eip, reason=(
+            "stuck: the same page fault (eip %#x, cr2 %#x, error code %#x) %s %d times in "
+            "a row" % (eip, cr2, errcode, "reflected" if reflected
+                       else "filled by the Host without the access completing", times)))
 
     def _io(self, ex):
         """An in/out/ins/outs: at IOPL 0 the CPU refuses it with #GP(0).
