@@ -360,3 +360,43 @@ def test_a_fill_that_does_not_take_is_stuck_not_a_hang(tmp_path):
     stop = m.run()
     assert (stop.kind, stop.addr) == ("stuck", syms.lookup("load"))
     assert "cr2 0x40000000" in stop.reason and "filled by the Host" in stop.reason
+
+
+def test_write_tracking_for_snapshots_is_invisible_and_exact(tmp_path):
+    # The snapshot code's dirty-page tracker withholds write access in the
+    # shadow: the first store to each page faults, the page is recorded and
+    # the write granted, with no trace event, no Host entry and CR2 as it was.
+    from lgdbg.core.snapshot import Snapshots
+    body = map_v(P | RW | A | D) + """
+	movl	0x40000000, %eax		/* mapped, shadowed, writable */
+	movl	target, %eax
+	movl	other, %eax
+tracked:
+	movl	$1, 0x40000000			/* the same page, through two addresses */
+	movl	$2, target + 4
+	movl	$3, other
+written:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "tracked")
+    snaps = Snapshots(m)
+    start = snaps.save()                 # the base: tracking starts here
+    cr2, before = m.cpu.uc.reg_read(__import__("unicorn").x86_const.UC_X86_REG_CR2), len(events)
+    stop_at(m, syms, "written")
+    pages = {(syms.lookup(n) - m.image.page_offset) >> 12 for n in ("target", "other")}
+    assert snaps.tracker.dirty == pages
+    assert not [e for e in events[before:] if e["kind"] == "trap"]
+    assert m.cpu.uc.reg_read(__import__("unicorn").x86_const.UC_X86_REG_CR2) == cr2
+    # The Guest still sees writable pages; the shadow's logical state says so.
+    assert m.pt.shadow_entry(V) & RW and m.pt.shadow_entry(syms.lookup("other")) & RW
+    # Back to the snapshot: memory and shadows as they were, tracking re-armed.
+    snaps.restore(start)
+    assert word(m, syms, "target") == 0x11111111 and word(m, syms, "other") == 0x22222222
+    assert m.cpu.reg("eip") == syms.lookup("tracked")
+    snaps.tracker.reset()
+    stop_at(m, syms, "written")
+    assert snaps.tracker.dirty == pages
+    assert (word(m, syms, "target"), word(m, syms, "other")) == (1, 3)
+    snaps.close()
+    assert m.pt.tracking is None and not m.pt._held_back
+    assert m.run().kind == "poweroff"

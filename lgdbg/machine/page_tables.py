@@ -439,26 +439,29 @@ class PageTables:
         self.tracking = dirty
         self.reset_tracking()
 
-    def reset_tracking(self):
-        """A new tracking period: every writable entry becomes watched again."""
+    def reset_tracking(self, everything=False):
+        """A new tracking period: every writable entry becomes watched again
+        (but pages already dirty, unless `everything`: after a restore the
+        tracker empties its dirty set, so nothing may stay writable)."""
         if self.tracking is None:
             return
         tables = [p for p in self.pool.in_use()
                   if p != self.switcher_pte_page and p not in self.spgd]
-        self._withhold(at for p in tables
-                       for at in range(p * PTES_PER_PAGE, (p + 1) * PTES_PER_PAGE))
+        self._withhold((at for p in tables
+                        for at in range(p * PTES_PER_PAGE, (p + 1) * PTES_PER_PAGE)),
+                       everything)
 
     def rearm_tracking(self):
         """After a dirty set was emptied: take back what this period granted."""
         if self.tracking is not None:
             self._withhold(self._granted)
 
-    def _withhold(self, entries):
+    def _withhold(self, entries, everything=False):
         words = self.pool.words
         for at in entries:
             e = words[at]
             if e & (_PAGE_PRESENT | _PAGE_RW) == _PAGE_PRESENT | _PAGE_RW \
-                    and (e >> 12) not in self.tracking:
+                    and (everything or (e >> 12) not in self.tracking):
                 words[at] = e & ~_PAGE_RW
                 self._held_back[at] = True
         self._granted = []
@@ -542,5 +545,5 @@ class PageTables:
         self._held_back = {}
         self._granted = []
         if self.tracking is not None:
-            self.reset_tracking()
+            self.reset_tracking(everything=True)
         self.tlb_stale = True
