@@ -103,11 +103,13 @@ kstack_top:
 	.space 4096
 ustack_top:
 """
-# ... and its user segments, with stacks for both rings.
-USER_GDT = KERNEL_GDT + """
+# ... and its user segments (entries 14 and 15) ...
+USER_SEGMENTS = KERNEL_GDT + """
 	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
 	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
-""" + TWO_STACKS
+"""
+# ... with stacks for both rings.
+USER_GDT = USER_SEGMENTS + TWO_STACKS
 
 
 def to_user_mode(stack_segment="$KERNEL_DS"):

@@ -19,7 +19,7 @@ from lgdbg import abi
 from lgdbg.errors import UsageError
 from lgdbg.machine import Machine
 from lgdbg.views.symbols import Symbols
-from guestbuild import INIT, build_guest
+from guestbuild import INIT, USER_SEGMENTS, build_guest
 
 TEXT = """
 irq_handler:
@@ -476,14 +476,7 @@ def test_a_deferral_is_traced_once_per_reason_and_again_after_delivery(g):
 
 # --- §7.3 from user mode: the SET_STACK stack, SS:ESP pushed, the Guest's kernel ring -----
 
-USER_DATA = """
-	.data
-	.balign 8
-gdt:	.fill 12, 8, 0
-	.long 0x0000ffff, 0x00cf9a00	/* 12 kernel code */
-	.long 0x0000ffff, 0x00cf9200	/* 13 kernel data */
-	.long 0x0000ffff, 0x00cffa00	/* 14 user code, DPL 3 */
-	.long 0x0000ffff, 0x00cff200	/* 15 user data, DPL 3 */
+USER_DATA = USER_SEGMENTS + """
 	.long 0, 0, 0, 0		/* 16, 17: the Host's TSS and LDT slots */
 	.long 0x0000ffff, 0x00cf9200	/* 18 another kernel data: the kernel stack's */
 	.bss
