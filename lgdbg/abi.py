@@ -1,4 +1,9 @@
-"""The lguest Host/Guest ABI as data (Linux 2.6.23, with the 2.6.24 deltas).
+"""The lguest Host/Guest ABI as data: Linux 2.6.23, the 2.6.24 deltas, and 3.2.
+
+Two profiles of the ABI exist for the Host: "2.6.23" (the GenuineLguest
+boot, lguest_bus DMA) and "3.2" (the boot protocol's hardware_subarch, the
+later hypercall numbers, virtio on lguest's device page).  Module-level
+names without a suffix are the 2.6.23 ones; PROFILES holds what differs.
 
 Everything that both the emulated Host and the decoders (CLI trace, REPL, gdb
 commands) need to agree on lives here, once.  This module is imported inside
@@ -76,6 +81,32 @@ HCALL_NAMES = {
     17: "NOTIFY",          # 2.6.24's console; accepted alongside the 2.6.23 set
 }
 HCALL_NUMBERS = {name: nr for nr, name in HCALL_NAMES.items()}
+# Linux 3.2 (arch/x86/include/asm/lguest_hcall.h): LOAD_GDT (3), BIND_DMA
+# (12) and SEND_DMA (13) are gone, CRASH became SHUTDOWN, SET_PMD moved to 15
+# as SET_PGD (13 is PAE's SET_PMD), and NOTIFY, LOAD_GDT_ENTRY and
+# SEND_INTERRUPTS are new.
+HCALL_NAMES_3_2 = {
+    0: "FLUSH_ASYNC",
+    1: "LGUEST_INIT",
+    2: "SHUTDOWN",
+    4: "NEW_PGTABLE",
+    5: "FLUSH_TLB",
+    6: "LOAD_IDT_ENTRY",
+    7: "SET_STACK",
+    8: "TS",
+    9: "SET_CLOCKEVENT",
+    10: "HALT",
+    13: "SET_PMD",
+    14: "SET_PTE",
+    15: "SET_PGD",
+    16: "LOAD_TLS",
+    17: "NOTIFY",
+    18: "LOAD_GDT_ENTRY",
+    19: "SEND_INTERRUPTS",
+}
+LGUEST_SHUTDOWN_POWEROFF = 1
+LGUEST_SHUTDOWN_RESTART = 2
+
 globals().update({"LHCALL_" + name: nr for nr, name in HCALL_NAMES.items()})
 
 # What each argument means, for decoders (EDX, EBX, ECX).
@@ -95,16 +126,21 @@ HCALL_ARGS = {
     "SET_PMD": ("pgdir", "index"),
     "LOAD_TLS": ("tls", "cpu"),
     "NOTIFY": ("addr",),
+    # 3.2 (EBX, ECX, EDX, ESI)
+    "SHUTDOWN": ("msg", "reason"),
+    "SET_PGD": ("pgdir", "index"),
+    "LOAD_GDT_ENTRY": ("index", "lo", "hi"),
 }
 
 
-def hcall_name(nr):
-    return HCALL_NAMES.get(nr, "BAD(%d)" % nr)
+def hcall_name(nr, profile=None):
+    names = HCALL_NAMES if profile is None else PROFILES[profile].hcall_names
+    return names.get(nr, "BAD(%d)" % nr)
 
 
-def describe_hcall(nr, args):
+def describe_hcall(nr, args, profile=None):
     """One line naming a call and its meaningful arguments: 'SET_STACK ss=0x69 esp=...'."""
-    name = hcall_name(nr)
+    name = hcall_name(nr, profile)
     names = HCALL_ARGS.get(name, ())
     parts = ["%s=%#x" % (n, v) for n, v in zip(names, args)]
     return " ".join([name] + parts)
@@ -162,6 +198,26 @@ LAYOUTS = {
             Field("syscall_vec", 1132, 4),
         ),
     },
+    # include/linux/lguest.h of 3.2, offsets checked against the vmlinux DWARF.
+    "3.2": {
+        "size": 1392,
+        "ring_order": ("eax", "ebx", "ecx", "edx", "esi"),
+        "fields": (
+            Field("irq_enabled", 0, 4),
+            Field("blocked_interrupts", 4, 4),
+            Field("cr2", 8, 4),
+            Field("time", 12, 8),
+            Field("irq_pending", 20, 4),
+            Field("hcall_status", 24, 64),
+            Field("hcalls", 88, 1280),
+            Field("reserve_mem", 1368, 4),
+            Field("tsc_khz", 1372, 4),
+            Field("noirq_start", 1376, 4),
+            Field("noirq_end", 1380, 4),
+            Field("kernel_address", 1384, 4),
+            Field("syscall_vec", 1388, 4),
+        ),
+    },
 }
 DEFAULT_LAYOUT = "2.6.23"
 
@@ -202,8 +258,9 @@ def decode_lguest_data(raw, version=DEFAULT_LAYOUT):
     """Decode the bytes of a struct lguest_data into a dict of plain values.
 
     Scalars become ints; `time` becomes (sec, nsec); `hcall_status` a list of
-    64 bytes; `hcalls` a list of 64 (call, arg1, arg2, arg3) tuples in the
-    Host's argument order (EDX, EBX, ECX) whatever the memory order.
+    64 bytes; `hcalls` a list of 64 (call, arg1, arg2, ...) tuples in the
+    Host's argument order whatever the memory order: (EDX, EBX, ECX) for
+    2.6.23, (EBX, ECX, EDX, ESI) for the later layouts.
     """
     lay = layout(version)
     if len(raw) < lay["size"]:
@@ -217,10 +274,12 @@ def decode_lguest_data(raw, version=DEFAULT_LAYOUT):
             out["hcall_status"] = list(chunk)
         elif f.name == "hcalls":
             order = lay["ring_order"]
+            args = ("edx", "ebx", "ecx") if len(order) == 4 else order[1:]
+            size = 4 * len(order)
             slots = []
             for i in range(LHCALL_RING_SIZE):
-                words = dict(zip(order, struct.unpack_from("<4I", chunk, i * HCALL_SLOT)))
-                slots.append((words["eax"], words["edx"], words["ebx"], words["ecx"]))
+                words = dict(zip(order, struct.unpack_from("<%dI" % len(order), chunk, i * size)))
+                slots.append((words["eax"],) + tuple(words[r] for r in args))
             out["hcalls"] = slots
         elif f.size == 2:
             out[f.name] = struct.unpack("<H", chunk)[0]
@@ -278,3 +337,55 @@ DMA_SIZE = DMA_LEN + 2 * LGUEST_MAX_DMA_SECTIONS  # 100
 
 # --- §7.2 reasons a virtual interrupt is not delivered -----------------------
 DEFER_REASONS = ("blocked", "noirq", "disabled", "no-handler")
+
+
+# --- the two profiles -----------------------------------------------------------
+class Profile(namedtuple("Profile", "name hcall_names layout hcall_regs idt_entries "
+                                    "reserve_mem")):
+    """What a Host of one kernel version needs as data.
+
+    hcall_regs: the registers of a synchronous hypercall, number first (the
+    2.6.23 Host reads EAX, EDX, EBX, ECX; 3.2's struct hcall_args maps onto
+    EAX, EBX, ECX, EDX, ESI).  idt_entries: the size of the Host's copy of
+    the Guest's IDT (2.6.23 keeps 64, 3.2 all 256).
+    """
+
+    @property
+    def hcall_numbers(self):
+        return {name: nr for nr, name in self.hcall_names.items()}
+
+    def offset(self, field):
+        return offset_of(field, self.layout)
+
+    @property
+    def ld_size(self):
+        return layout(self.layout)["size"]
+
+    @property
+    def ring_slot(self):
+        return 4 * len(layout(self.layout)["ring_order"])
+
+
+PROFILES = {
+    "2.6.23": Profile("2.6.23", HCALL_NAMES, "2.6.23", ("eax", "edx", "ebx", "ecx"), 64,
+                      RESERVE_MEM),
+    "3.2": Profile("3.2", HCALL_NAMES_3_2, "3.2", ("eax", "ebx", "ecx", "edx", "esi"), 256,
+                   RESERVE_MEM),
+}
+DEFAULT_PROFILE = "2.6.23"
+
+
+def profile(name):
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError("unknown lguest ABI %r (known: %s)" % (name, ", ".join(sorted(PROFILES))))
+
+
+# The 3.2 boot protocol (arch/x86/include/asm/bootparam.h), zero page offsets.
+BOOT_VERSION = 0x206
+BOOT_LOADFLAGS = 0x211
+BOOT_KERNEL_ALIGNMENT = 0x230
+BOOT_HARDWARE_SUBARCH = 0x23C       # the same field 2.6.23 called the Guest type
+KEEP_SEGMENTS = 0x40
+X86_SUBARCH_LGUEST = 1

@@ -1,8 +1,16 @@
-"""Loading a guest image the way the 2.6.23 Launcher does (§4.1 steps 2-3).
+"""Loading a guest image the way the Launchers do (§4.1 steps 2-3).
 
-The Launcher maps each PT_LOAD segment at its physical address, derives
-page_offset from p_vaddr - p_paddr, and finds the entry point by scanning the
-loaded bytes for "GenuineLguest": the Guest starts at the byte after it.
+Both Launchers map each PT_LOAD segment at its physical address, and lgdbg
+derives page_offset from p_vaddr - p_paddr.  They differ in the entry point,
+and that difference is also how lgdbg tells the two ABIs apart:
+
+  2.6.23  scan the loaded bytes for "GenuineLguest": the Guest starts at the
+          byte after it (a virtual address);
+  3.2     e_entry, a physical address: startup_32 runs with virtual ==
+          physical and finds lguest_entry through the boot protocol's
+          hardware_subarch.  A vmlinux carries no boot-protocol header, so
+          an ELF without the magic whose e_entry lies inside a loaded
+          segment's physical range is taken as the later ABI.
 
 Only the program headers matter for booting, so this module reads them with
 struct (no pyelftools: `lgdbg run` should start fast).  Symbols come from
@@ -23,14 +31,16 @@ Segment = namedtuple("Segment", "paddr vaddr data memsz")
 class Image:
     """A loadable guest: its segments, page_offset and virtual entry point."""
 
-    def __init__(self, path, segments, page_offset, entry):
+    def __init__(self, path, segments, page_offset, entry, profile=abi.DEFAULT_PROFILE):
         self.path = path
         self.segments = segments
         self.page_offset = page_offset
         self.entry = entry
+        self.profile = profile          # the ABI: a key of abi.PROFILES
 
     def __repr__(self):
-        return "<Image %s entry=%#x page_offset=%#x>" % (self.path, self.entry, self.page_offset)
+        return "<Image %s abi=%s entry=%#x page_offset=%#x>" % (
+            self.path, self.profile, self.entry, self.page_offset)
 
     @property
     def top(self):
@@ -38,7 +48,7 @@ class Image:
         return max(s.paddr + s.memsz for s in self.segments)
 
 
-def load_image(path, mem_size):
+def load_image(path, mem_size, profile=None):
     """Read and check an ELF guest image; raise ImageError with one clear line."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; and only a
@@ -50,15 +60,19 @@ def load_image(path, mem_size):
             raw = f.read()
     except OSError as e:
         raise ImageError("cannot read image %s: %s" % (path, e.strerror or e))
-    return parse_image(raw, mem_size, str(path))
+    return parse_image(raw, mem_size, str(path), profile)
 
 
-def parse_image(raw, mem_size, name="image"):
+def parse_image(raw, mem_size, name="image", profile=None):
+    """profile: None to decide from the image, or "2.6.23" / "3.2" (--abi)."""
+    if profile is not None and profile not in abi.PROFILES:
+        raise ImageError("--abi must be one of %s, not %r" % (" or ".join(sorted(abi.PROFILES)),
+                                                             profile))
     if len(raw) < 52 or raw[:4] != b"\x7fELF":
         raise ImageError("%s: not an ELF file" % name)
     if raw[4] != 1 or raw[5] != 1:
         raise ImageError("%s: not a 32-bit little-endian ELF (lguest guests are i386)" % name)
-    (e_type, e_machine, _ver, _entry, e_phoff, _shoff, _flags, _ehsize,
+    (e_type, e_machine, _ver, e_entry, e_phoff, _shoff, _flags, _ehsize,
      e_phentsize, e_phnum) = struct.unpack_from("<HHIIIIIHHH", raw, 16)
     if e_machine != 3:
         raise ImageError("%s: ELF machine %d is not i386 (3)" % (name, e_machine))
@@ -102,6 +116,25 @@ def parse_image(raw, mem_size, name="image"):
         if at >= 0:
             entry = seg.paddr + at + len(abi.MAGIC) + page_offset
             break
-    if entry is None:
-        raise ImageError('%s: no "GenuineLguest" magic: not an lguest guest' % name)
-    return Image(name, segments, page_offset, entry & 0xFFFFFFFF)
+    physical_entry = any(s.paddr <= e_entry < s.paddr + s.memsz for s in segments)
+    if profile is None:
+        if entry is not None:
+            profile = "2.6.23"
+        elif physical_entry:
+            profile = "3.2"
+        else:
+            raise ImageError('%s: no "GenuineLguest" magic and no physical entry point '
+                             '(e_entry %#x is in no loaded segment): not an lguest guest'
+                             % (name, e_entry))
+    if profile == "2.6.23":
+        if entry is None:
+            raise ImageError('%s: no "GenuineLguest" magic: not an lguest guest of the '
+                             '2.6.23 ABI' % name)
+        return Image(name, segments, page_offset, entry & 0xFFFFFFFF, profile)
+    if entry is not None:
+        raise ImageError('%s: has the "GenuineLguest" magic of the 2.6.23 ABI: --abi 3.2 '
+                         'needs a kernel entered through the boot protocol' % name)
+    if not physical_entry:
+        raise ImageError("%s: e_entry %#x is in no loaded segment: the 3.2 ABI enters at "
+                         "a physical address" % (name, e_entry))
+    return Image(name, segments, page_offset, e_entry, profile)

@@ -31,7 +31,11 @@ from . import switcher
 
 
 class Host:
+    PROFILE = "2.6.23"
+
     def __init__(self, cpu, mem, clock, emit, launcher, page_tables):
+        self.profile = abi.profile(self.PROFILE)
+        self.ld_offsets = {f.name: f.offset for f in abi.layout(self.profile.layout)["fields"]}
         self.cpu = cpu
         self.mem = mem
         self.clock = clock
@@ -81,8 +85,9 @@ class Host:
         """2.6.23: a kernel virtual address minus PAGE_OFFSET."""
         return (vaddr - self.page_offset) & 0xFFFFFFFF
 
-    def _ld(self, offset):
-        return self.lguest_data + offset
+    def _ld(self, field):
+        """The guest-physical address of a lguest_data field, in this profile's layout."""
+        return self.lguest_data + self.ld_offsets[field]
 
     # --- §3.4 + §3.2: hypercalls --------------------------------------------------
     def do_hypercalls(self, sync):
@@ -108,16 +113,16 @@ class Host:
     def do_async_hcalls(self, eip):
         # §3.4: one snapshot of all 64 status bytes, then at most 64 calls
         # starting at our own cursor, stopping at the first one not queued.
-        status = bytearray(self.mem.read(self._ld(abi.LD_HCALL_STATUS), abi.LHCALL_RING_SIZE))
+        status = bytearray(self.mem.read(self._ld("hcall_status"), abi.LHCALL_RING_SIZE))
         for _ in range(abi.LHCALL_RING_SIZE):
             n = self.next_hcall
             if status[n] == abi.HCALL_DONE:
                 break
             self.next_hcall = (n + 1) % abi.LHCALL_RING_SIZE
-            raw = self.mem.read(self._ld(abi.LD_HCALLS + n * abi.HCALL_SLOT), abi.HCALL_SLOT)
+            raw = self.mem.read(self._ld("hcalls") + n * abi.HCALL_SLOT, abi.HCALL_SLOT)
             nr, a1, a2, a3 = struct.unpack("<4I", raw)        # eax, edx, ebx, ecx
             self.do_hcall(nr, a1, a2, a3, eip, True)
-            if not self.mem.write(self._ld(abi.LD_HCALL_STATUS + n), b"\xff"):
+            if not self.mem.write(self._ld("hcall_status") + n, b"\xff"):
                 break
             if self.dma_is_pending is not None or self.dead:
                 break
@@ -148,13 +153,13 @@ class Host:
             return None
         self.lguest_data = addr
         # noirq_start/end are static initialisers: read once, now, never again.
-        self.noirq_start = self.mem.read_u32(self._ld(abi.LD_NOIRQ_START))
-        self.noirq_end = self.mem.read_u32(self._ld(abi.LD_NOIRQ_END))
-        self.mem.write_u32(self._ld(abi.LD_RESERVE_MEM), abi.RESERVE_MEM)
+        self.noirq_start = self.mem.read_u32(self._ld("noirq_start"))
+        self.noirq_end = self.mem.read_u32(self._ld("noirq_end"))
+        self.mem.write_u32(self._ld("reserve_mem"), abi.RESERVE_MEM)
         # tsc_khz stays 0: rdtsc runs natively on unicorn and cannot be made
         # deterministic, so the Guest must use lguest_data.time instead.
-        self.mem.write_u32(self._ld(abi.LD_TSC_KHZ), 0)
-        self.mem.write(self._ld(abi.LD_GUESTID), struct.pack("<H", self.launcher.guestid))
+        self.mem.write_u32(self._ld("tsc_khz"), 0)
+        self.mem.write(self._ld("guestid"), struct.pack("<H", self.launcher.guestid))
         self.write_timestamp()
         return None
 
@@ -385,7 +390,7 @@ class Host:
 
     def write_timestamp(self):
         sec, nsec = self.clock.timespec()
-        if not self.mem.write(self._ld(abi.LD_TIME), struct.pack("<II", sec, nsec)):
+        if not self.mem.write(self._ld("time"), struct.pack("<II", sec, nsec)):
             self.kill_guest("Writing timestamp")
 
     # --- §7.2 maybe_do_interrupt ------------------------------------------------
@@ -402,7 +407,7 @@ class Host:
         if self.lguest_data is None:
             return d.end(1, "none", "lguest_data is not registered yet (no LGUEST_INIT)")
         # 2-4. The lowest pending irq that the Guest has not blocked.
-        d.blocked = self.mem.read_u32(self._ld(abi.LD_BLOCKED))
+        d.blocked = self.mem.read_u32(self._ld("blocked_interrupts"))
         candidates = self.irqs_pending & ~d.blocked & 0xFFFFFFFF
         d.note(2, "blocked_interrupts = %#010x (%s)" % (d.blocked, _irq_words(d.blocked)))
         d.note(3, "pending = %#010x (%s); pending and not blocked = %s"
@@ -427,7 +432,7 @@ class Host:
             d.wake = True
             d.note(6, "the Guest is halted: the Host wakes it and sets irq_enabled = 0x200")
         else:
-            enabled = self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED))
+            enabled = self.mem.read_u32(self._ld("irq_enabled"))
             if enabled == 0:
                 return d.end(6, "disabled", "lguest_data.irq_enabled is 0")
             d.note(6, "irq_enabled = %#x (enabled: not 0)" % enabled)
@@ -448,13 +453,16 @@ class Host:
         Returns the record, with .delivered set to the irq delivered or None.
         """
         d = self.decide_interrupt()
+        if d.irq_pending is not None:
+            # 3.2 only: tell a Guest with interrupts off that one is waiting.
+            self.mem.write_u32(self._ld("irq_pending"), d.irq_pending)
         if not d.timestamp:
             # Stopped before step 7: nothing is written, a deferral is traced.
             if d.irq is not None:
                 self._defer(d.irq, d.verdict)
             return d
         if d.wake:
-            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), abi.X86_EFLAGS_IF):
+            if not self.mem.write_u32(self._ld("irq_enabled"), abi.X86_EFLAGS_IF):
                 self.kill_guest("Re-enabling interrupts")
             self.halted = False
             self.emit("wake")
@@ -491,7 +499,7 @@ class Host:
         # 2. The eflags we push carry IF from lguest_data.irq_enabled (a bit
         #    test here, unlike maybe_do_interrupt's "non-zero").
         eflags = regs["eflags"]
-        if not self.mem.read_u32(self._ld(abi.LD_IRQ_ENABLED)) & abi.X86_EFLAGS_IF:
+        if not self.mem.read_u32(self._ld("irq_enabled")) & abi.X86_EFLAGS_IF:
             eflags &= ~abi.X86_EFLAGS_IF
         # 1 and 3: the frame, on the SET_STACK stack when the Guest was in
         # user mode (set_guest_interrupt looks at the saved SS's RPL).
@@ -506,7 +514,7 @@ class Host:
             return None
         # 5. An interrupt gate turns (virtual) interrupts off; a trap gate does not.
         if (hi >> 8) & 0xF == abi.GATE_INTERRUPT:
-            if not self.mem.write_u32(self._ld(abi.LD_IRQ_ENABLED), 0):
+            if not self.mem.write_u32(self._ld("irq_enabled"), 0):
                 self.kill_guest("Disabling interrupts")
         frame["handler"] = handler
         return frame
@@ -529,11 +537,17 @@ class Host:
         if errcode is not None:
             words.append(errcode)
             frame["errcode"] = errcode
+        # Both Hosts translate the stack pointer once and push downwards in
+        # guest-physical memory from there (push_guest_stack), so a frame
+        # that crosses a page boundary lands in the physically preceding page.
+        gstack = origstack = self.guest_pa(esp)
+        if self.dead:
+            return None
         for w in words:
-            esp = (esp - 4) & 0xFFFFFFFF
-            if not self.mem.write_u32(self.guest_pa(esp), w):
+            gstack -= 4
+            if not self.mem.write_u32(gstack, w):
                 return None
-        frame.update(esp=esp, ss=ss)
+        frame.update(esp=(esp + gstack - origstack) & 0xFFFFFFFF, ss=ss)
         return frame
 
     def _enter_kernel(self, handler, frame, regs, eflags):
@@ -640,7 +654,7 @@ class Host:
                 return True
             # Really not there (or not allowed): tell the Guest where.
             if self.lguest_data is not None and \
-                    not self.mem.write_u32(self._ld(abi.LD_CR2), cr2):
+                    not self.mem.write_u32(self._ld("cr2"), cr2):
                 self.kill_guest("Writing cr2")
                 return False
         if vector == 7 and not self.ts:
@@ -655,7 +669,7 @@ class Host:
         # of the Guest's IDT counts, so 256 (a fault in the Switcher) and the
         # system call vector (which reaches the Host only when it is not a
         # direct trap) are never delivered.
-        present = vector < 64 and vector in self.idt
+        present = vector < self.profile.idt_entries and vector in self.idt
         fields = {"vector": vector, "errcode": errcode, "eip": eip}
         if vector == 14:
             fields["cr2"] = cr2
@@ -741,6 +755,7 @@ class InterruptDecision:
         self.wake = False             # 6: a halted Guest is woken, irq_enabled = 0x200
         self.timestamp = False        # 8: step 7 was reached
         self.delivered = None         # set by maybe_do_interrupt
+        self.irq_pending = None       # 3.2: the value to write to lguest_data.irq_pending
 
     def note(self, step, text):
         self.steps.append("%d. %s" % (step, text))

@@ -103,6 +103,18 @@ class Launcher:
                              (first_pte_page + j * abi.PAGE_SIZE) | 7)
         return pgdir
 
+    def attach(self):
+        """Once Guest memory and the Host exist (the 3.2 Launcher's devices need them)."""
+
+    def serve(self, host):
+        """run_guest returned to us with a DMA to handle: True if there was one."""
+        if host.dma_is_pending is None:
+            return False
+        dma, key = host.dma_is_pending
+        host.dma_is_pending = None
+        self.handle_output(dma, key)
+        return True
+
     # --- §9 console -----------------------------------------------------------------
     def check_pointer(self, addr, size):
         """_check_pointer: the Launcher refuses what reaches the top of memory."""

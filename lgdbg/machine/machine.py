@@ -21,10 +21,13 @@ from .. import abi
 from ..errors import UsageError
 from ..image import Image, load_image
 from .clock import RealtimeClock, VirtualClock
+from .console_input import ConsoleInput
 from .cpu import Cpu
 from .events import EventBus
 from .host import Host
+from .host_3_2 import Host32
 from .launcher import Launcher
+from .launcher_3_2 import Launcher32
 from .memory import GuestMemory
 from . import switcher
 from .page_tables import PageTables
@@ -49,7 +52,7 @@ class Stop:
     """Why Machine.run() returned."""
     __slots__ = ("kind", "addr", "watch", "reason")
 
-    # kinds: breakpoint, watch, interrupted, step, killed, poweroff, max-insns,
+    # kinds: breakpoint, watch, interrupted, step, killed, poweroff, restart, max-insns,
     # halted-forever, stuck; the debugger adds catch and history-begin (reverse.py).
     def __init__(self, kind, addr=None, watch=None, reason=None):
         self.kind, self.addr, self.watch, self.reason = kind, addr, watch, reason
@@ -61,7 +64,8 @@ class Stop:
 class Machine:
     def __init__(self, image, mem_mib=DEFAULT_MEM_MIB, cmdline="", clock="icount",
                  host_tick=DEFAULT_HOST_TICK, irqs=(), max_insns=None, output=None,
-                 initrd=None, console_input=None):
+                 initrd=None, console_input=None, abi_profile=None, disk=None,
+                 disk_readonly=False):
         if clock not in ("icount", "realtime"):
             raise UsageError("--clock must be icount or realtime, not %r" % clock)
         if clock == "realtime" and (irqs or max_insns is not None or host_tick != DEFAULT_HOST_TICK):
@@ -72,7 +76,15 @@ class Machine:
         if host_tick <= 0:
             raise UsageError("--host-tick must be a positive instruction count")
         mem_size = mem_mib << 20
-        self.image = image if isinstance(image, Image) else load_image(image, mem_size)
+        self.image = image if isinstance(image, Image) else \
+            load_image(image, mem_size, abi_profile)
+        if abi_profile is not None and self.image.profile != abi_profile:
+            raise UsageError("--abi %s does not fit %s: it is a %s guest"
+                             % (abi_profile, self.image.path, self.image.profile))
+        self.profile = self.image.profile
+        if disk is not None and self.profile != "3.2":
+            raise UsageError("--disk needs a guest of the 3.2 ABI (virtio block); "
+                             "%s is a %s guest" % (self.image.path, self.profile))
         if self.image.page_offset + mem_size + abi.PAGE_SIZE > abi.SWITCHER_ADDR:
             # RAM and the device page must fit below the Switcher's 4 MiB.
             raise UsageError("--mem %d MiB does not fit between page_offset %#x and the "
@@ -83,20 +95,41 @@ class Machine:
         if initrd and len(initrd) > mem_size // 2:
             raise UsageError("--initrd of %d bytes does not fit in --mem %d MiB"
                              % (len(initrd), mem_mib))
-        self.launcher = Launcher(mem_size, cmdline, initrd=initrd, console_input=console_input)
+        if console_input is None:
+            console_input = ConsoleInput()
+        if self.profile == "3.2":
+            try:
+                from .virtio import Devices
+            except ImportError:          # TEMPORARY until the virtio branch lands
+                devices = None
+            else:
+                devices = Devices(mem_size, console_input, disk=disk,
+                                  disk_readonly=disk_readonly)
+            self.launcher = Launcher32(mem_size, cmdline, initrd=initrd,
+                                       console_input=console_input, devices=devices)
+        else:
+            self.launcher = Launcher(mem_size, cmdline, initrd=initrd,
+                                     console_input=console_input)
         self.cpu = Cpu(self.image.page_offset, self.launcher.top)
         self.mem = GuestMemory(self.cpu, self.launcher.top, self._kill)
         self.launcher.load(self.cpu.ram, self.image)
         self.launcher.mem = self.mem
         self.launcher.output = output
-        # The Launcher's tables are the Guest's first cr3 (H:500); from here
-        # on the CPU sees memory only through the shadows.
         self.pt = PageTables(self.cpu, self.mem, self._kill, self.image.page_offset,
-                             self.launcher.pfn_limit, self.cpu.switcher_ptes())
+                             self.launcher.pfn_limit, self.cpu.switcher_ptes(), self.profile)
         self.cpu.attach_shadows(self.pt)
-        self.pt.init_guest_pagetable(self.launcher.pgdir)
-        self.host = Host(self.cpu, self.mem, self.clock, self.emit, self.launcher, self.pt)
+        if self.profile == "3.2":
+            # No tables yet: virtual == physical until NEW_PGTABLE.
+            self.pt.init_guest_pagetable_linear()
+            host_class = Host32
+        else:
+            # The Launcher's tables are the Guest's first cr3 (H:500); from
+            # here on the CPU sees memory only through the shadows.
+            self.pt.init_guest_pagetable(self.launcher.pgdir)
+            host_class = Host
+        self.host = host_class(self.cpu, self.mem, self.clock, self.emit, self.launcher, self.pt)
         self.launcher.host = self.host
+        self.launcher.attach()
         self.mem.write_observers.append(self._host_wrote)
 
         self.host_tick = host_tick
@@ -312,7 +345,8 @@ class Machine:
             return
         elif vector == abi.LGUEST_TRAP_ENTRY and ex.soft:
             r = self.cpu.regs()
-            self._sync_hcall = (r["eax"], r["edx"], r["ebx"], r["ecx"], ex.eip - 2)
+            # The call and its arguments, in this ABI's registers.
+            self._sync_hcall = tuple(r[n] for n in host.profile.hcall_regs) + (ex.eip - 2,)
             host.errcode = 0                  # the Switcher's stub pushes 0
         else:
             errcode = self.cpu.last_error_code() if vector in abi.TRAPS_WITH_ERRCODE else 0
@@ -449,12 +483,12 @@ class Machine:
                 sync = None
             if self.host.dead:
                 return
-            if self.host.dma_is_pending is None:
+            # Back to the Launcher with a DMA (2.6.23) or a NOTIFY (3.2);
+            # it calls read() again, and the Host carries on.
+            if not self.launcher.serve(self.host):
                 break
-            # Back to the Launcher with the DMA; it calls read() again.
-            dma, key = self.host.dma_is_pending
-            self.host.dma_is_pending = None
-            self.launcher.handle_output(dma, key)
+            if self.host.dead:
+                return
         if deliver:
             self._deliver()
 
@@ -538,9 +572,16 @@ class Machine:
     @property
     def powered_off(self):
         """Dead by the Guest's own power-off, not killed."""
-        return self.host.dead == "CRASH: Power down"
+        return self.host.dead == "CRASH: Power down" and not self.restarting
+
+    @property
+    def restarting(self):
+        """3.2: the Guest asked for a restart (SHUTDOWN with RESTART)."""
+        return getattr(self.host, "restart", False)
 
     def _death(self):
+        if self.restarting:
+            return Stop("restart", reason=self.host.dead)
         if self.powered_off:
             return Stop("poweroff", reason=self.host.dead)
         return Stop("killed", reason=self.host.dead)

@@ -1,4 +1,5 @@
-"""The Host's shadow page tables, after Linux 2.6.23 drivers/lguest/page_tables.c.
+"""The Host's shadow page tables, after Linux 2.6.23 drivers/lguest/page_tables.c
+(and 3.2's, where it differs: see "The 3.2 Host" below).
 
 The Guest keeps page tables of its own, but the CPU never walks them: it walks
 the *shadow* tables that the Host builds here from the Guest's, checked and
@@ -36,6 +37,14 @@ rate of a tight loop guest.
 The consequence that makes this a debugger for real lguest bugs: a stale
 shadow behaves as under lguest.  A Guest that changes a PTE without SET_PTE
 keeps seeing the old page until the shadow entry is thrown away.
+
+The 3.2 Host (profile "3.2") differs in a few places, each marked where it
+lives: the Guest starts with no page tables at all, so init_guest_pagetable
+sets linear_pages and demand_page fakes a virtual == physical mapping until
+the first NEW_PGTABLE; the user/kernel split is lguest_data.kernel_address
+(read at LGUEST_INIT) instead of the image's page_offset; check_gpte no
+longer refuses _PAGE_PWT; SET_PMD is SET_PGD; and the Host translates Guest
+virtual addresses itself (guest_pa) instead of subtracting PAGE_OFFSET.
 
 Unicorn caches translations in its TLB: when an entry is removed or weakened
 we note it (tlb_stale) and the CPU flushes its TLB before the Guest runs
@@ -125,12 +134,23 @@ class PageTables:
     (a CR3 write) and when its TLB must be emptied.
     """
 
-    def __init__(self, cpu, mem, kill, page_offset, pfn_limit, switcher_ptes):
+    def __init__(self, cpu, mem, kill, page_offset, pfn_limit, switcher_ptes,
+                 profile=abi.DEFAULT_PROFILE):
         self.cpu = cpu
         self.mem = mem
         self.kill = kill
         self.page_offset = page_offset
         self.pfn_limit = pfn_limit
+        self.profile = profile
+        # Where user mappings end.  2.6.23 uses PAGE_OFFSET; 3.2 reads
+        # lguest_data.kernel_address at LGUEST_INIT (0 until then: lg is
+        # zeroed, so flush_user_mappings flushes nothing and every SET_PTE
+        # counts as a kernel one).
+        self.kernel_address = page_offset if profile == "2.6.23" else 0
+        # 3.2: virtual == physical until the first NEW_PGTABLE.
+        self.linear_pages = False
+        # check_gpte's refused flags: 2.6.23 also refused write-through.
+        self.bad_gpte_flags = _PAGE_PWT | _PAGE_PSE if profile == "2.6.23" else _PAGE_PSE
         self.pool = ShadowPool()
         # State a snapshot takes (plain values only).
         self.cr3 = [None] * NUM_PGDIRS         # which Guest toplevel each shadows
@@ -184,7 +204,7 @@ class PageTables:
         return (pfn << 12) | flags
 
     def check_gpte(self, gpte):
-        if gpte & (_PAGE_PWT | _PAGE_PSE) or (gpte >> 12) >= self.pfn_limit:
+        if gpte & self.bad_gpte_flags or (gpte >> 12) >= self.pfn_limit:
             self.kill("bad page table entry")
 
     def check_gpgd(self, gpgd):
@@ -194,9 +214,14 @@ class PageTables:
     # --- (i) H:330 demand_page ----------------------------------------------------------
     def demand_page(self, vaddr, errcode):
         """A #PF at vaddr: True if the Guest's tables allow it and we mapped it."""
-        gpgd = self.mem.read_u32(self.gpgd_addr(vaddr))
-        if not gpgd & _PAGE_PRESENT:
-            return False
+        if self.linear_pages:
+            # 3.2 before the first NEW_PGTABLE: a present, writable
+            # directory entry for every address, faked.
+            gpgd = _PAGE_TABLE
+        else:
+            gpgd = self.mem.read_u32(self.gpgd_addr(vaddr))
+            if not gpgd & _PAGE_PRESENT:
+                return False
         words = self.pool.words
         spgd_at = self.spgd_addr(self.pgdidx, vaddr)
         if not words[spgd_at] & _PAGE_PRESENT:
@@ -208,7 +233,12 @@ class PageTables:
             # The shadow directory entry takes the Guest's flags.
             words[spgd_at] = ShadowPool.phys(ptepage) | (gpgd & 0xFFF)
         gpte_ptr = self.gpte_addr(gpgd, vaddr)
-        gpte = self.mem.read_u32(gpte_ptr)
+        if self.linear_pages:
+            # ... and a writable page at the same physical address.  (A
+            # vaddr beyond the Guest's memory fails check_gpte below.)
+            gpte = (vaddr & ~0xFFF) | _PAGE_RW | _PAGE_PRESENT
+        else:
+            gpte = self.mem.read_u32(gpte_ptr)
         if not gpte & _PAGE_PRESENT:
             return False
         if errcode & 2 and not gpte & _PAGE_RW:          # a write to a read-only page
@@ -227,7 +257,8 @@ class PageTables:
             # Read-only until the Guest writes: then we come back here and
             # can set _PAGE_DIRTY in its entry, as the CPU would have.
             self._set_spte(spte_at, self.gpte_to_spte(gpte & ~_PAGE_RW, False))
-        self.mem.write_u32(gpte_ptr, gpte)
+        if not self.linear_pages:            # a faked entry lives nowhere
+            self.mem.write_u32(gpte_ptr, gpte)
         self.fills += 1
         return True
 
@@ -275,7 +306,7 @@ class PageTables:
             self.tlb_stale = True
 
     def flush_user_mappings(self, i):
-        for index in range(vaddr_to_pgd_index(self.page_offset)):
+        for index in range(vaddr_to_pgd_index(self.kernel_address)):
             self.release_pgd(i, index)
 
     def guest_pagetable_flush_user(self):
@@ -328,7 +359,14 @@ class PageTables:
 
     def guest_new_pagetable(self, pgtable):
         """NEW_PGTABLE: returns True when the shadow is blank (re-pin the stack)."""
-        newpgdir = self.find_pgdir(pgtable)
+        if self.linear_pages:
+            # 3.2: the Guest's first page tables.  Throw the faked linear
+            # mappings away and take a new slot, even if `pgtable` were 0.
+            self.release_all_pagetables()
+            self.linear_pages = False
+            newpgdir = NUM_PGDIRS
+        else:
+            newpgdir = self.find_pgdir(pgtable)
         repin = False
         if newpgdir == NUM_PGDIRS:
             newpgdir, repin = self.new_pgdir(pgtable)
@@ -354,7 +392,7 @@ class PageTables:
 
     def guest_set_pte(self, cr3, vaddr, gpte):
         """SET_PTE: kernel mappings change in every shadow, user ones in cr3's."""
-        if vaddr >= self.page_offset:
+        if vaddr >= self.kernel_address:
             for i in range(NUM_PGDIRS):
                 if self.spgd[i] is not None:
                     self.do_set_pte(i, vaddr, gpte)
@@ -364,7 +402,8 @@ class PageTables:
                 self.do_set_pte(i, vaddr, gpte)
 
     def guest_set_pmd(self, cr3, idx):
-        """SET_PMD: forget the shadow of one toplevel entry (never the Switcher's)."""
+        """SET_PMD (3.2: guest_set_pgd, SET_PGD): forget the shadow of one
+        toplevel entry (never the Switcher's)."""
         if idx >= SWITCHER_PGD_INDEX:
             return
         i = self.find_pgdir(cr3)
@@ -379,6 +418,30 @@ class PageTables:
         self.map_switcher_in_guest(0)
         self.cpu.set_shadow_root(ShadowPool.phys(self.spgd[0]))
 
+    def init_guest_pagetable_linear(self):
+        """3.2's init_guest_pagetable: no Launcher tables, a shadow slot taken
+        by new_pgdir for toplevel 0, and linear_pages until NEW_PGTABLE."""
+        slot, _ = self.new_pgdir(0)
+        self.pgdidx = slot
+        self.linear_pages = True
+        self.cpu.set_shadow_root(ShadowPool.phys(self.spgd[slot]))
+
+    def guest_pa(self, vaddr):
+        """3.2's guest_pa: the Host walks the Guest's tables (lgread) to find
+        where a Guest virtual address lives; a hole kills the Guest with
+        "Bad address".  Like the real one it goes on after a kill at the PTE
+        and returns what it computed."""
+        if self.linear_pages:
+            return vaddr
+        gpgd = self.mem.read_u32(self.gpgd_addr(vaddr))
+        if not gpgd & _PAGE_PRESENT:
+            self.kill("Bad address %#x" % vaddr)
+            return 0xFFFFFFFF
+        gpte = self.mem.read_u32(self.gpte_addr(gpgd, vaddr))
+        if not gpte & _PAGE_PRESENT:
+            self.kill("Bad address %#x" % vaddr)
+        return (gpte & ~0xFFF) | (vaddr & 0xFFF)
+
     def map_switcher_in_guest(self, i):
         # Set once per shadow directory: nothing ever releases entry 1023.
         # Unlike the real Host's _PAGE_KERNEL, the entry allows user access:
@@ -392,8 +455,13 @@ class PageTables:
         """The Guest's own translation of vaddr: (pde, pte, phys) or None.
 
         Reads the Guest's tables directly (no lgread: a debugger look must
-        never kill the Guest).  pte is None where the walk stops early.
+        never kill the Guest).  pte is None where the walk stops early.  In
+        3.2's linear mode the entries are the ones demand_page fakes.
         """
+        if self.linear_pages and cr3 is None:
+            if vaddr >= self.mem.limit:
+                return _PAGE_TABLE, None, None
+            return _PAGE_TABLE, (vaddr & ~0xFFF) | _PAGE_RW | _PAGE_PRESENT, vaddr
         top = self.cr3[self.pgdidx] if cr3 is None else cr3
         buf = self.mem.buf
         limit = self.mem.limit
@@ -508,6 +576,7 @@ class PageTables:
         buf = self.pool.buf
         size = abi.PAGE_SIZE
         return {"cr3": list(self.cr3), "spgd": list(self.spgd), "pgdidx": self.pgdidx,
+                "linear_pages": self.linear_pages, "kernel_address": self.kernel_address,
                 "random_state": self.random_state, "fills": self.fills,
                 "free": list(self.pool.free), "next_page": self.pool.next_page,
                 "pages": {p: bytes(buf[p * size:(p + 1) * size]) for p in self.pool.in_use()},
@@ -540,6 +609,8 @@ class PageTables:
         self.cr3 = list(state["cr3"])
         self.spgd = list(state["spgd"])
         self.pgdidx = state["pgdidx"]
+        self.linear_pages = state["linear_pages"]
+        self.kernel_address = state["kernel_address"]
         self.random_state = state["random_state"]
         self.fills = state["fills"]
         self._held_back = {}
