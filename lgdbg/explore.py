@@ -74,6 +74,8 @@ def configure(parser):
     parser.add_argument("--host-tick", type=int, default=DEFAULT_HOST_TICK, metavar="N",
                         help="a Host entry every N instructions (default %d)" % DEFAULT_HOST_TICK)
     add_initrd_option(parser)
+    parser.add_argument("--abi", choices=("2.6.23", "3.2"), default=None,
+                        help="the lguest ABI (default: from the image)")
 
 
 def run(args):
@@ -89,7 +91,7 @@ def run(args):
     labels = []
     start, end = parse_window(syms, path, args.window, labels)
     machine = Machine(path, mem_mib=args.mem, cmdline=args.cmdline, host_tick=args.host_tick,
-                      initrd=read_initrd(args.initrd))
+                      initrd=read_initrd(args.initrd), abi_profile=args.abi)
     if args.after < 0:
         raise UsageError("--after must not be negative")
     ex = Explorer(machine, syms, at, start, end, args.irq, no_noirq=args.no_noirq,

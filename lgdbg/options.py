@@ -38,6 +38,13 @@ def add_machine_options(parser):
     parser.add_argument("--clock", choices=("icount", "realtime"), default="icount",
                         help="icount: deterministic virtual time (default); realtime: free-running")
     add_initrd_option(parser)
+    parser.add_argument("--abi", choices=("2.6.23", "3.2"), default=None,
+                        help="the lguest ABI (default: from the image: the GenuineLguest "
+                             "magic is 2.6.23, a physical ELF entry point is 3.2)")
+    parser.add_argument("--disk", metavar="FILE",
+                        help="3.2 ABI: a virtio block device backed by FILE (read-write)")
+    parser.add_argument("--disk-readonly", action="store_true",
+                        help="offer --disk read-only (VIRTIO_BLK_F_RO; writes fail)")
 
 
 def add_initrd_option(parser):
@@ -73,7 +80,11 @@ def open_console_input(path):
 def machine_kwargs(args):
     irqs = [parse_irq(t) for t in args.irq]
     kw = dict(mem_mib=args.mem, cmdline=args.cmdline, clock=args.clock, irqs=irqs,
-              initrd=read_initrd(getattr(args, "initrd", None)))
+              initrd=read_initrd(getattr(args, "initrd", None)),
+              abi_profile=getattr(args, "abi", None), disk=getattr(args, "disk", None),
+              disk_readonly=getattr(args, "disk_readonly", False))
+    if kw["disk_readonly"] and kw["disk"] is None:
+        raise UsageError("--disk-readonly needs --disk FILE")
     if getattr(args, "console_input", None) is not None:
         kw["console_input"] = open_console_input(args.console_input)
     if args.host_tick is not None:

@@ -2,7 +2,11 @@
 
 stdout carries only the Guest's console; everything lgdbg says goes to stderr.
 Exit status: 0 powered off, 1 killed (or halted for ever), 2 bad usage or
-image, 3 --max-insns reached, 4 stuck (the same page fault for ever).
+image, 3 --max-insns reached, 4 stuck (the same page fault for ever),
+5 the Guest asked for a restart (3.2's SHUTDOWN with LGUEST_SHUTDOWN_RESTART:
+the real Launcher re-executes itself and boots the Guest again; lgdbg ends
+the run there and says so, so that a restart is never mistaken for either
+a power-off or a crash).
 """
 
 import sys
@@ -10,7 +14,8 @@ import sys
 from .errors import UsageError
 from .options import add_machine_options, build_machine
 
-STATUS = {"poweroff": 0, "killed": 1, "halted-forever": 1, "max-insns": 3, "stuck": 4}
+STATUS = {"poweroff": 0, "killed": 1, "halted-forever": 1, "max-insns": 3, "stuck": 4,
+          "restart": 5}
 
 
 def configure(parser):
@@ -44,6 +49,9 @@ def run(args):
             raise UsageError("cannot write trace %s: %s" % (args.trace, e.strerror))
         trace = TraceWriter(trace_file)
         machine.subscribe(trace)
+        # The trace's first line names the ABI the Host speaks.
+        machine.emit("boot", abi=machine.profile, entry=machine.image.entry,
+                     mem=machine.launcher.mem_size)
     try:
         stop = machine.run()
     finally:
@@ -58,6 +66,9 @@ def report(machine, stop):
     where = "after %d instructions" % machine.icount if machine.clock.deterministic else ""
     if stop.kind == "poweroff":
         say("lgdbg: guest powered off %s" % where)
+    elif stop.kind == "restart":
+        say("lgdbg: guest asked for a restart (%s) %s; the Launcher would boot it again"
+            % (stop.reason, where))
     elif stop.kind == "max-insns":
         say("lgdbg: stopped at --max-insns %s, eip %#x" % (where, machine.cpu.reg("eip")))
     elif stop.kind == "stuck":

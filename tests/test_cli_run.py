@@ -24,6 +24,7 @@ SCHEMA = {
     "clock": set(),
     "console": {"text"},
     "kill": {"reason"},
+    "boot": {"abi", "entry", "mem"},
 }
 
 
@@ -86,6 +87,9 @@ def test_trace_schema_on_every_kind(tmp_path):
     assert r.returncode == 0
     events = read_trace(trace)
     seen = {e["kind"] for e in events}
+    # The first line names the ABI the Host speaks, the only boot event.
+    assert events[0]["kind"] == "boot" and events[0]["abi"] == "2.6.23"
+    assert [e["kind"] for e in events].count("boot") == 1
     assert {"hcall", "irq", "irq-deferred", "raise", "halt", "wake", "clock", "console",
             "kill"} <= seen
     last = (0, 0)
@@ -95,7 +99,7 @@ def test_trace_schema_on_every_kind(tmp_path):
         assert (e["icount"], e["time_ns"]) >= last      # in order
         last = (e["icount"], e["time_ns"])
         for k, v in e.items():
-            if k in ("text", "reason", "name", "kind", "gate", "source"):
+            if k in ("text", "reason", "name", "kind", "gate", "source", "abi"):
                 continue
             assert not (isinstance(v, str) and v.startswith("0x")), "numbers are integers"
         if e["kind"] == "clock":
