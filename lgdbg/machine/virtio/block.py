@@ -29,6 +29,7 @@ history, so that restoring an older snapshot puts the disk back too.
 import os
 import stat
 import struct
+import weakref
 
 from ...errors import UsageError
 from ...views.virtio_view import (SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
@@ -75,6 +76,8 @@ class DiskFile:
             hint = ("; --disk-readonly opens it for reading only"
                     if not readonly and e.errno in (13, 30) else "")      # EACCES, EROFS
             raise UsageError("--disk %s: cannot open: %s%s" % (self.path, e.strerror, hint)) from None
+        # Closed with the device, or when it is dropped (a Machine has no close).
+        self._closer = weakref.finalize(self, os.close, self.fd)
         # The length in bytes bounds every access; the Guest is told the
         # whole sectors only (a tail shorter than 512 bytes is never addressed).
         self.len = os.lseek(self.fd, 0, os.SEEK_END)
@@ -133,9 +136,7 @@ class DiskFile:
         self.head = target
 
     def close(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self._closer()
 
 
 class Block(Device):
@@ -203,13 +204,7 @@ class Block(Device):
                     status = VIRTIO_BLK_S_OK
                 except OSError:
                     pass
-            done = 0
-            for addr, length, _ in targets:
-                piece = data[done:done + length]
-                if not piece:
-                    break
-                bus.write(addr, piece)
-                done += len(piece)
+            bus.scatter(targets, data)
             nbytes = len(data)
             wlen += nbytes
         bus.write(status_at, bytes([status]))

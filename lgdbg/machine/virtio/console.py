@@ -67,13 +67,7 @@ class Console(Device):
             bus.emit("virtio", dev=self.name, vq=0, op="warning",
                      text="Failed to get console input, ignoring console.")
             return False
-        done = 0
-        for addr, length, _ in iov:
-            piece = data[done:done + length]
-            if not piece:
-                break
-            bus.write(addr, piece)
-            done += len(piece)
+        bus.scatter(iov, data)
         bus.emit("console-in", text=data.decode("latin-1"))
         vq.add_used(bus, head, len(data))
         vq.trigger_irq(bus)

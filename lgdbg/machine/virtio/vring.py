@@ -63,6 +63,18 @@ class GuestBus:
         # see the Launcher's writes, and stale translated code is dropped.
         self.mem.write(addr, bytes(data))
 
+    def scatter(self, iov, data):
+        """data over the buffers (addr, len, ...) in order, as readv fills them."""
+        done = 0
+        for buf in iov:
+            addr, length = buf[0], buf[1]
+            piece = data[done:done + length]
+            if not piece:
+                break
+            self.write(addr, piece)
+            done += len(piece)
+        return done
+
     def u16(self, addr):
         return struct.unpack("<H", self.read(addr, 2))[0]
 
