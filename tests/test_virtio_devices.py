@@ -160,7 +160,7 @@ def blk_req(rig, ring, req_type, sector, data=None, read_len=0, status_at=BUF + 
     return head, rig.mem.read(status_at, 1)[0]
 
 
-# --- layout ------------------------------------------------------------------------------------
+# --- layout -----------------------------------------------------------------------------------
 def test_layout_block_first_console_last(disk):
     rig = Rig(disk)
     devs = rig.devs
@@ -225,7 +225,7 @@ def test_unwritable_disk_needs_readonly(disk):
     Devices(MEM, ConsoleInput(), disk=disk, disk_readonly=True).close()
 
 
-# --- status NOTIFYs ------------------------------------------------------------------------------
+# --- status NOTIFYs ---------------------------------------------------------------------------
 def test_status_sequence_starts_device_once():
     rig = Rig()
     con = rig.dev("console")
@@ -285,7 +285,7 @@ def test_notify_elsewhere_is_not_ours():
     assert rig.kills == [] and rig.events == []
 
 
-# --- console ----------------------------------------------------------------------------------------
+# --- console ----------------------------------------------------------------------------------
 def test_console_output_chain_and_used_ring():
     rig = Rig()
     _, out = rig.probe("console")
@@ -377,7 +377,7 @@ def test_console_input_honours_no_interrupt():
     assert inq.get_buf()[1] == 16 and rig.irqs == []            # at most the buffer's size
 
 
-# --- block ---------------------------------------------------------------------------------------------
+# --- block ------------------------------------------------------------------------------------
 def test_block_read_into_two_buffers(disk):
     rig = Rig(disk)
     (ring,) = rig.probe("block")
@@ -472,7 +472,7 @@ def test_readonly_disk(disk):
     assert blk_req(rig, ring, vv.VIRTIO_BLK_T_FLUSH, 0)[1] == vv.VIRTIO_BLK_S_OK
 
 
-# --- chains the Launcher refuses (errx: the Guest is gone) ---------------------------------------
+# --- chains the Launcher refuses (errx: the Guest is gone) ------------------------------------
 def _post_raw(rig, ring, descs, head=0):
     for i, d in descs.items():
         ring.set_desc(i, *d)
@@ -538,7 +538,7 @@ def test_indirect_table_is_walked(disk):
     assert rig.mem.read(BUF + 0x1000, 512) == disk.read_bytes()[512:1024]
 
 
-# --- snapshots ----------------------------------------------------------------------------------------
+# --- snapshots --------------------------------------------------------------------------------
 def test_load_state_rolls_the_disk_back_and_forward(disk):
     rig = Rig(disk)
     (ring,) = rig.probe("block")
@@ -587,7 +587,7 @@ def test_state_keeps_started_flags_and_cursors():
     assert rig.kills == ["Notification on console before setup!"]
 
 
-# --- the view --------------------------------------------------------------------------------------
+# --- the view ---------------------------------------------------------------------------------
 def test_describe_shows_status_features_config_and_chains(disk):
     rig = Rig(disk)
     rig.probe("block")
@@ -647,6 +647,16 @@ def test_decode_survives_garbage():
 
 def test_view_module_is_stdlib_only():
     code = ("import sys, lgdbg.views.virtio_view\n"
-            "bad = [m for m in sys.modules if m.startswith(('unicorn', 'lgdbg.machine', 'capstone'))]\n"
+            "bad = [m for m in sys.modules\n"
+            "       if m.startswith(('unicorn', 'lgdbg.machine', 'capstone'))]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_chain_of_every_descriptor_is_not_a_loop():
+    rig = Rig()
+    _, out = rig.probe("console")
+    rig.mem.write(BUF, bytes(range(256)))
+    head = out.add_buf([(BUF + i, 1) for i in range(256)])   # num descriptors: the most there are
+    rig.kick(out)
+    assert rig.kills == [] and bytes(rig.out) == bytes(range(256)) and out.get_buf() == (head, 0)

@@ -287,7 +287,8 @@ def render(info):
             lines.append("  " + dev["error"])
             continue
         if dev.get("disk"):
-            lines.append("  disk: %s%s" % (dev["disk"], " (read-only)" if dev.get("readonly") else ""))
+            lines.append("  disk: %s%s" % (dev["disk"],
+                                            " (read-only)" if dev.get("readonly") else ""))
         lines.append("  features: offered %#010x %s; accepted %#010x %s" % (
             dev["features"], " ".join(dev["features_names"]) or "-",
             dev["accepted"], " ".join(dev["accepted_names"]) or "-"))

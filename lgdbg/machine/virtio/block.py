@@ -75,7 +75,8 @@ class DiskFile:
         except OSError as e:
             hint = ("; --disk-readonly opens it for reading only"
                     if not readonly and e.errno in (13, 30) else "")      # EACCES, EROFS
-            raise UsageError("--disk %s: cannot open: %s%s" % (self.path, e.strerror, hint)) from None
+            raise UsageError("--disk %s: cannot open: %s%s"
+                             % (self.path, e.strerror, hint)) from None
         # Closed with the device, or when it is dropped (a Machine has no close).
         self._closer = weakref.finalize(self, os.close, self.fd)
         # The length in bytes bounds every access; the Guest is told the

@@ -170,7 +170,8 @@ class Virtqueue:
     def add_used(self, bus, head, length):
         """add_used: the used element first, then the index the Guest polls."""
         idx = bus.u16(self.used + 2)
-        bus.write(self.used + 4 + 8 * (idx % self.num), struct.pack("<II", head, length & 0xFFFFFFFF))
+        bus.write(self.used + 4 + 8 * (idx % self.num),
+                  struct.pack("<II", head, length & 0xFFFFFFFF))
         bus.put_u16(self.used + 2, idx + 1)
         self.pending_used += 1
         bus.emit("virtio", dev=self.dev.name, vq=self.index, op="used", head=head, len=length)
