@@ -98,13 +98,8 @@ class Machine:
         if console_input is None:
             console_input = ConsoleInput()
         if self.profile == "3.2":
-            try:
-                from .virtio import Devices
-            except ImportError:          # TEMPORARY until the virtio branch lands
-                devices = None
-            else:
-                devices = Devices(mem_size, console_input, disk=disk,
-                                  disk_readonly=disk_readonly)
+            from .virtio import Devices
+            devices = Devices(mem_size, console_input, disk=disk, disk_readonly=disk_readonly)
             self.launcher = Launcher32(mem_size, cmdline, initrd=initrd,
                                        console_input=console_input, devices=devices)
         else:

@@ -650,10 +650,23 @@ static const struct { const char *name; int (*fn)(void); } checks[] = {
 };
 #define NCHECKS (sizeof checks / sizeof checks[0])
 
+/* The kernel hands init the command line's unknown "name=value" words as its
+ * environment: "selftest_skip=NAME" leaves the check NAME out (the 3.2 Host
+ * kills a Guest whose user reads the Switcher, so its tests skip that one
+ * and check the kill on its own). */
+static const char *skipped(char **envp)
+{
+	static const char key[] = "selftest_skip=";
+	for (; envp && *envp; envp++)
+		if (!memcmp(*envp, key, sizeof key - 1))
+			return *envp + sizeof key - 1;
+	return 0;
+}
+
 int main(int argc, char **argv, char **envp)
 {
-	u32 i, failed = 0;
-	(void)envp;
+	u32 i, failed = 0, ran = 0;
+	const char *skip = skipped(envp);
 	int console = ensure_console();
 	int pid = getpid();
 
@@ -671,9 +684,15 @@ int main(int argc, char **argv, char **envp)
 		    argc > 0 ? argv[0] : "(none)", console ? "open" : "not open");
 		failed++;
 	}
-	for (i = 0; i < NCHECKS; i++)
+	for (i = 0; i < NCHECKS; i++) {
+		if (skip && !strcmp(skip, checks[i].name)) {
+			say("skip: %s: left out by selftest_skip", checks[i].name);
+			continue;
+		}
+		ran++;
 		failed += (u32)run_check(checks[i].name, checks[i].fn) != 0;
-	say("init: %u checks, %u failed", (u32)NCHECKS + 1, failed);
+	}
+	say("init: %u checks, %u failed", ran + 1, failed);
 	say("init: powering off");
 	power_off();
 }
