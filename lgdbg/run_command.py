@@ -67,8 +67,7 @@ def report(machine, stop):
     if stop.kind == "poweroff":
         say("lgdbg: guest powered off %s" % where)
     elif stop.kind == "restart":
-        say("lgdbg: guest asked for a restart (%s) %s; the Launcher would boot it again"
-            % (stop.reason, where))
+        say("lgdbg: guest asked for a restart %s; the Launcher would boot it again" % where)
     elif stop.kind == "max-insns":
         say("lgdbg: stopped at --max-insns %s, eip %#x" % (where, machine.cpu.reg("eip")))
     elif stop.kind == "stuck":

@@ -21,7 +21,9 @@ import os
 import shutil
 import stat
 import subprocess
+import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import pytest
 
@@ -47,6 +49,7 @@ PROGRAMS = {
     "child": ["child.c"],           # exec'd by selftest as /bin/child
     "bptest": ["bptest.c"],         # one page at two addresses, for breakpoint tests
     "spin": ["spin.c"],             # never ends: bench/gdb_speed.py --kernel
+    "disk": ["disk.c"],             # 3.2: read and write files on the virtio disk, or restart
 }
 
 # The selftest's checks, in its order: each prints "ok: NAME: ..." or "FAIL: NAME: ...".
@@ -185,38 +188,47 @@ def build_initrd(path, init, files=(), compress=True):
     return str(path)
 
 
-# ---- the kernel -------------------------------------------------------------------
+# ---- the kernels -------------------------------------------------------------------
+# Two real Guests: 2.6.23 (the GenuineLguest ABI) and 3.2 (the later ABI with
+# virtio), each from its own variable or from ../shared beside the repository.
+KERNELS = {
+    "2.6.23": ("LGDBG_TEST_KERNEL", DEFAULT_KERNEL),
+    "3.2": ("LGDBG_TEST_KERNEL32",
+            os.path.join(ROOT, "..", "shared", "kernel-3.2", "vmlinux-3.2.65-lguest.gz")),
+}
 
-def kernel_source():
+
+def kernel_source(version="2.6.23"):
     """(path of the kernel, how it was chosen) — the path may not exist."""
-    env = os.environ.get("LGDBG_TEST_KERNEL")
+    var, default = KERNELS[version]
+    env = os.environ.get(var)
     if env:
-        return env, "LGDBG_TEST_KERNEL"
-    return os.path.normpath(DEFAULT_KERNEL), "the default"
+        return env, var
+    return os.path.normpath(default), "the default"
 
 
 def in_ci():
     return os.environ.get("CI", "").lower() == "true"
 
 
-def missing_kernel():
+def missing_kernel(version="2.6.23"):
     """None if the kernel is there, else the one line that says what to set."""
-    path, how = kernel_source()
+    path, how = kernel_source(version)
     if os.path.isfile(path):
         return None
-    return ("no lguest Guest kernel at %s (%s): set LGDBG_TEST_KERNEL to a Linux 2.6.23 "
-            "lguest vmlinux (or .gz) to run the kernel boot tests" % (path, how))
+    return ("no lguest Guest kernel at %s (%s): set %s to a Linux %s "
+            "lguest vmlinux (or .gz) to run the kernel boot tests"
+            % (path, how, KERNELS[version][0], version))
 
 
-@pytest.fixture(scope="session")
-def vmlinux(tmp_path_factory):
-    """Path of the uncompressed Guest kernel, unpacked once per session."""
-    msg = missing_kernel()
+def unpacked_kernel(tmp_path_factory, version):
+    """Path of the uncompressed kernel; skip without one, or fail under CI=true."""
+    msg = missing_kernel(version)
     if msg:
         if in_ci():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
-    path, _ = kernel_source()
+    path, _ = kernel_source(version)
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if not gzipped:
@@ -225,3 +237,122 @@ def vmlinux(tmp_path_factory):
     with gzip.open(path, "rb") as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def vmlinux(tmp_path_factory):
+    """Path of the uncompressed 2.6.23 Guest kernel, unpacked once per session."""
+    return unpacked_kernel(tmp_path_factory, "2.6.23")
+
+
+@pytest.fixture(scope="session")
+def vmlinux32(tmp_path_factory):
+    """Path of the uncompressed 3.2 Guest kernel, unpacked once per session."""
+    return unpacked_kernel(tmp_path_factory, "3.2")
+
+
+# ---- an ext2 root filesystem for the 3.2 Guest's virtio disk --------------------------
+
+def build_ext2(path, init, files=(), size="4M"):
+    """An ext2 image with /init, /dev/console (5:1), /bin and `files`: (name, bytes)
+    pairs.  mke2fs -d copies a directory in; the device node is made by
+    debugfs inside the image, so no root privileges are needed."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        os.makedirs(os.path.join(root, "dev"))
+        os.makedirs(os.path.join(root, "bin"))
+        shutil.copy(init, os.path.join(root, "init"))
+        os.chmod(os.path.join(root, "init"), 0o755)
+        for name, data in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(data)
+        _run(["mke2fs", "-q", "-F", "-t", "ext2", "-d", root, str(path), size])
+    r = subprocess.run(["debugfs", "-w", "-f", "-", str(path)], capture_output=True, text=True,
+                       input="cd /dev\nmknod console c 5 1\n")
+    if r.returncode or "console" not in subprocess.run(
+            ["debugfs", "-R", "ls -l /dev", str(path)], capture_output=True, text=True).stdout:
+        raise RuntimeError("debugfs mknod /dev/console failed:\n" + r.stdout + r.stderr)
+    return str(path)
+
+
+def ext2_cat(path, name):
+    """A file's bytes, read out of an ext2 image by debugfs (not by lgdbg)."""
+    r = subprocess.run(["debugfs", "-R", "cat %s" % name, str(path)], capture_output=True)
+    if r.returncode != 0:
+        raise AssertionError("debugfs cat %s: %s" % (name, r.stderr.decode()))
+    return r.stdout
+
+
+# ---- one run of a kernel, and reading it ---------------------------------------------
+
+@dataclass(repr=False)
+class Boot:
+    """One `lgdbg run` of the kernel: its command, status, streams and trace."""
+    cmd: list
+    status: int
+    stdout: str
+    stderr: str
+    trace: str = None
+
+    @cached_property
+    def lines(self):
+        # The tty turns "\n" into "\r\n": splitlines takes both.
+        return self.stdout.splitlines()
+
+    @cached_property
+    def events(self):
+        if not os.path.exists(self.trace):
+            pytest.fail("no trace written\n" + self.describe())
+        with open(self.trace) as f:
+            return [json.loads(line) for line in f]
+
+    def __repr__(self):             # short in pytest's "where ..." lines; describe() has it all
+        return "Boot(status=%d)" % self.status
+
+    def describe(self):
+        """What a failing assertion shows: the command, status and the ends of both streams."""
+        return "\n".join(
+            ["$ " + " ".join(str(c) for c in self.cmd), "status %d" % self.status,
+             "--- stderr (last 10 lines) ---"] + self.stderr.splitlines()[-10:]
+            + ["--- console (last 25 lines) ---"] + self.lines[-25:])
+
+
+def check_line(run, name):
+    """The one "ok: NAME:" line of the selftest's check NAME, or a failure saying why not."""
+    ok = [line for line in run.lines if "ok: %s:" % name in line]
+    fail = [line for line in run.lines if "FAIL: %s:" % name in line]
+    assert len(ok) == 1 and not fail, "check %s: %s\n%s" % (
+        name, "\n".join(fail) or "no 'ok: %s:' line (%d of them)" % (name, len(ok)),
+        run.describe())
+    return ok[0]
+
+
+def page_faults(run, cr2):
+    """The trace's #PF events at cr2 that the Host reflected into the Guest."""
+    return [e for e in run.events if e["kind"] == "trap" and e["vector"] == 14
+            and e.get("cr2") == cr2 and e["delivered"]]
+
+
+BOOT_MAX_INSNS = 2_000_000_000     # generous: a boot to power-off is ~70-300 M
+BOOT_TIMEOUT = 1800                 # seconds; --max-insns should end a runaway first
+
+
+def boot_kernel(kernel, *args, cmdline=None, stdin="", trace=None):
+    """`lgdbg run KERNEL --mem 64 --max-insns N [--cmdline ...] ARGS [--trace]`."""
+    import sys
+    cmd = [sys.executable, "-m", "lgdbg", "run", str(kernel), "--mem", "64",
+           "--max-insns", str(BOOT_MAX_INSNS)]
+    if cmdline is not None:
+        cmd += ["--cmdline", cmdline]
+    cmd += [str(a) for a in args]
+    if trace:
+        cmd += ["--trace", str(trace)]
+    return run_lgdbg(cmd, stdin, trace, BOOT_TIMEOUT)
+
+
+def run_lgdbg(cmd, stdin="", trace=None, timeout=BOOT_TIMEOUT):
+    """Run an `lgdbg` command line to its end: a Boot to read."""
+    r = subprocess.run(cmd, input=stdin.encode(), capture_output=True, timeout=timeout,
+                       cwd=ROOT)
+    return Boot(cmd, r.returncode, r.stdout.decode("utf-8", "replace"),
+                r.stderr.decode("utf-8", "replace"), str(trace) if trace else None)

@@ -14,17 +14,12 @@ without one these tests skip with one line, or fail when CI=true.
 tests/test_kernel_init.py tests the same programs and archive without a kernel.
 """
 
-import json
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
-from functools import cached_property
 
 import pytest
 
 import kernelboot
+from kernelboot import check_line, page_faults
 from kernelboot import vmlinux  # noqa: F401  (the session fixture)
 
 # Without a kernel: one skip line for the whole module, naming LGDBG_TEST_KERNEL,
@@ -32,73 +27,14 @@ from kernelboot import vmlinux  # noqa: F401  (the session fixture)
 if kernelboot.missing_kernel() and not kernelboot.in_ci():
     pytest.skip(kernelboot.missing_kernel(), allow_module_level=True)
 
-LGDBG = [sys.executable, "-m", "lgdbg"]
-MAX_INSNS = 2_000_000_000           # generous: a boot to power-off is ~100-300 M
-BOOT_TIMEOUT = 1800                 # seconds; --max-insns should end a runaway first
 CONSOLE_LINE = "typed at the lguest console: 12 words, read back by /init"
 
 CHECKS = kernelboot.SELFTEST_CHECKS
 
 
-@dataclass(repr=False)
-class Boot:
-    """One `lgdbg run` of the kernel: its command, status, streams and trace."""
-    cmd: list
-    status: int
-    stdout: str
-    stderr: str
-    trace: str = None
-
-    @cached_property
-    def lines(self):
-        # The tty turns "\n" into "\r\n": splitlines takes both.
-        return self.stdout.splitlines()
-
-    @cached_property
-    def events(self):
-        if not os.path.exists(self.trace):
-            pytest.fail("no trace written\n" + self.describe())
-        with open(self.trace) as f:
-            return [json.loads(line) for line in f]
-
-    def __repr__(self):             # short in pytest's "where ..." lines; describe() has it all
-        return "Boot(status=%d)" % self.status
-
-    def describe(self):
-        """What a failing assertion shows: the command, status and the ends of both streams."""
-        return "\n".join(
-            ["$ " + " ".join(str(c) for c in self.cmd), "status %d" % self.status,
-             "--- stderr (last 10 lines) ---"] + self.stderr.splitlines()[-10:]
-            + ["--- console (last 25 lines) ---"] + self.lines[-25:])
-
-
 def boot(kernel, initrd=None, stdin="", trace=None):
-    cmd = LGDBG + ["run", kernel]
-    if initrd:
-        cmd += ["--initrd", str(initrd)]
-    cmd += ["--mem", "64", "--max-insns", str(MAX_INSNS)]
-    if trace:
-        cmd += ["--trace", str(trace)]
-    r = subprocess.run(cmd, input=stdin.encode(), capture_output=True, timeout=BOOT_TIMEOUT,
-                       cwd=kernelboot.ROOT)
-    return Boot(cmd, r.returncode, r.stdout.decode("utf-8", "replace"),
-                r.stderr.decode("utf-8", "replace"), str(trace) if trace else None)
-
-
-def check_line(run, name):
-    """The one "ok: NAME:" line of the selftest's check NAME, or a failure saying why not."""
-    ok = [line for line in run.lines if "ok: %s:" % name in line]
-    fail = [line for line in run.lines if "FAIL: %s:" % name in line]
-    assert len(ok) == 1 and not fail, "check %s: %s\n%s" % (
-        name, "\n".join(fail) or "no 'ok: %s:' line (%d of them)" % (name, len(ok)),
-        run.describe())
-    return ok[0]
-
-
-def page_faults(run, cr2):
-    """The trace's #PF events at cr2 that the Host reflected into the Guest."""
-    return [e for e in run.events if e["kind"] == "trap" and e["vector"] == 14
-            and e.get("cr2") == cr2 and e["delivered"]]
+    return kernelboot.boot_kernel(kernel, *(["--initrd", initrd] if initrd else []),
+                                  stdin=stdin, trace=trace)
 
 
 # ---- fixtures: programs, initrds, the selftest boot ------------------------------------

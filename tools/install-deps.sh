@@ -2,11 +2,12 @@
 # Install the Debian packages lgdbg's demo or tests need, only those missing.
 #   tools/install-deps.sh demo   gdb (for `lgdbg gdb`)
 #   tools/install-deps.sh test   + binutils/gcc (example rebuilds), lldb, QEMU,
-#                                tmux, chromium (the real peers the tests use)
+#                                tmux, chromium (the real peers the tests use),
+#                                e2fsprogs (ext2 images for the 3.2 virtio disk)
 set -euo pipefail
 want=(gdb)
 if [ "${1:-demo}" = test ]; then
-  want+=(binutils gcc lldb qemu-system-x86 tmux chromium cpio)
+  want+=(binutils gcc lldb qemu-system-x86 tmux chromium cpio e2fsprogs)
 fi
 missing=()
 for pkg in "${want[@]}"; do

@@ -61,6 +61,11 @@ UNTIL_ADDR = abi.SWITCHER_ADDR + 0x3000
 # (without WP a read-only shadow entry would not stop ring 1, and neither the
 # Host's dirty tracking nor the Guest's own WP test would work).
 CR0_PE, CR0_ET, CR0_TS, CR0_WP, CR0_PG = 0x1, 0x10, 0x8, 0x10000, 0x80000000
+# CR4.TSD: rdtsc outside ring 0 raises #GP(0), which the Machine answers with
+# the virtual clock (see Machine._virtual_tsc): unicorn's rdtsc reads the
+# host's TSC, and UC_HOOK_INSN refuses RDTSC, so this is the only way to a
+# deterministic TSC without a Python call per instruction.
+CR4_TSD = 0x4
 GUEST_CR0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
 # The page holding the lcall stub: user-executable only while the Host uses it.
 LCALL_PAGE_INDEX = (LCALL_STUB - abi.SWITCHER_ADDR) >> 12
@@ -160,6 +165,7 @@ class Cpu:
         self.uc.reg_write(X.UC_X86_REG_FPCW, 0x37F)
         self.uc.reg_write(X.UC_X86_REG_FPTAG, 0xFFFF)
         self.uc.reg_write(X.UC_X86_REG_MXCSR, 0x1F80)
+        self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | CR4_TSD)
 
     # --- set-up ------------------------------------------------------------
     def _init_gdt(self):

@@ -143,8 +143,13 @@ class Host32(Host):
         text = self.mem.read(msg, 128)[:127].split(b"\0", 1)[0].decode("latin-1")
         self.kill_guest("CRASH: %s" % text)
         if reason == abi.LGUEST_SHUTDOWN_RESTART:
-            # lg->dead = ERR_PTR(-ERESTART): the Launcher re-executes itself.
+            # lg->dead = ERR_PTR(-ERESTART) replaces whatever reason was kept
+            # (restart passes __pa(NULL) for a plain reboot, so the read above
+            # has just failed): the Launcher sees -ERESTART and re-executes
+            # itself.
             self.restart = True
+            self.dead = "RESTART"
+            self.emit("restart")
 
     def hc32_flush_tlb(self, all_, *args):
         self.page_table_calls += 1

@@ -148,6 +148,7 @@ class Machine:
         self.same_fault = (None, 0)      # (eip, cr2, errcode) reflected, times in a row
         self.same_fill = (None, 0)       # ... filled silently by the Host, times in a row
         self.last_cr2 = 0                # CR2 as the last page fault the Host saw left it
+        self.tsc_reads = 0               # rdtsc answered from the virtual clock
 
         # The Host's setup_regs: CS 0x61, DS/ES/SS 0x69, EFLAGS 0x202,
         # EIP = the entry after the magic, ESI = 0 (the boot header), ESP 0.
@@ -322,6 +323,8 @@ class Machine:
         Host entry at all) or an exit to the Host.
         """
         vector, host = ex.intno, self.host
+        if vector == 13 and not ex.soft and self._virtual_tsc():
+            return
         if ex.soft and self.cpu.cpl > host.gate_dpl(vector):
             # `int n`, int3 or into through a gate whose DPL is below CPL:
             # #GP with error code n*8+2 (IDT, external 0), and the int does
@@ -347,6 +350,41 @@ class Machine:
             errcode = self.cpu.last_error_code() if vector in abi.TRAPS_WITH_ERRCODE else 0
             host.handle_trap(vector, errcode, self.cpu.reg("eip"))
         self._entry_pending = True
+
+    def _virtual_tsc(self):
+        """rdtsc / rdtscp under CR4.TSD: answer with virtual time, 1 GHz.
+
+        A machine property, not a Host decision: the real Host lets rdtsc
+        run, and the Guest reads the CPU's TSC.  Here the TSC counts virtual
+        nanoseconds (one per instruction under --clock icount), so every run
+        of the same image and schedule reads the same values; the 3.2
+        kernel feeds rdtsc into get_random_int (stack and mmap
+        randomization), which made its runs differ.  Not a Host entry: no
+        event, no delivery attempt, the instruction simply retires.
+        Returns False for any other #GP.
+        """
+        eip = self.cpu.reg("eip")
+        try:
+            code = self.cpu.read_virt(eip, 3)
+        except UcError:
+            return False
+        if code[:2] == b"\x0f\x31":
+            length = 2
+        elif code == b"\x0f\x01\xf9":
+            length = 3
+            self.cpu.set_reg("ecx", 0)              # IA32_TSC_AUX: CPU 0
+        else:
+            return False
+        if self.cpu.last_error_code() != 0:
+            return False
+        tsc = self.clock.time_ns
+        self.cpu.set_reg("eax", tsc & 0xFFFFFFFF)
+        self.cpu.set_reg("edx", tsc >> 32 & 0xFFFFFFFF)
+        self.cpu.set_reg("eip", (eip + length) & 0xFFFFFFFF)
+        if self.clock.deterministic:
+            self.clock.icount += 1                  # it retires
+        self.tsc_reads += 1
+        return True
 
     def _soft_int_length(self, eip_after, vector):
         # `int $n` is CD n; int3 (CC) and into (CE) are one byte.

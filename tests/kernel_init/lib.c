@@ -106,22 +106,30 @@ int ensure_console(void)
 	return 0;
 }
 
-void power_off(void)
+/* reboot(LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd): the lguest Guest asks
+ * the Host to end the run.  The host test build must never do that: the
+ * reboot call is not compiled in at all there. */
+static void reboot(unsigned long cmd, const char *what) __attribute__((noreturn));
+static void reboot(unsigned long cmd, const char *what)
 {
 #ifdef NATIVE_TEST
-	/* The host test build must never power the machine off: the reboot
-	 * call is not compiled in at all. */
-	say("init: native test build: exit(0) instead of reboot(POWER_OFF)");
+	(void)cmd;
+	say("init: native test build: exit(0) instead of reboot(%s)", what);
 	exit(0);
 #else
-	/* reboot(LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_POWER_OFF):
-	 * the lguest Guest's pm_power_off makes the Host end the run with
-	 * "Power down".  No sync(): there is nothing to write back. */
-	long r = sys4(SYS_reboot, 0xfee1deadu, 672274793, 0x4321fedcu, 0);
-	say("FAIL: init: reboot(POWER_OFF) returned %d", (int)r);
+	long r = sys4(SYS_reboot, 0xfee1deadu, 672274793, cmd, 0);
+	say("FAIL: init: reboot(%s) returned %d", what, (int)r);
 	exit(1);        /* init exiting panics the kernel: the run cannot end with 0 */
 #endif
 }
+
+/* POWER_OFF: pm_power_off makes the Host end the run with "Power down".  No
+ * sync(): there is nothing to write back. */
+void power_off(void) { reboot(0x4321fedcu, "POWER_OFF"); }
+
+/* RESTART: the 3.2 Guest's machine_ops.restart is lguest_restart, SHUTDOWN
+ * with LGUEST_SHUTDOWN_RESTART. */
+void restart(void) { reboot(0x01234567u, "RESTART"); }
 
 /* ---- text ---------------------------------------------------------------- */
 

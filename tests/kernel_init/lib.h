@@ -36,6 +36,8 @@ typedef int ssize_t;
 #define SYS_execve         11
 #define SYS_mknod          14
 #define SYS_lseek          19
+#define SYS_sync           36
+#define SYS_mount          21
 #define SYS_getpid         20
 #define SYS_alarm          27
 #define SYS_dup            41
@@ -154,6 +156,7 @@ int set_handler(int sig, void (*fn)(int));   /* no SA_RESTART: a slow call gets 
 int is_err(long v);                 /* a raw return value in -4095..-1? */
 int ensure_console(void);          /* 1 if the kernel opened /dev/console for us */
 void power_off(void) __attribute__((noreturn));
+void restart(void) __attribute__((noreturn));   /* reboot(RESTART): 3.2's second outcome */
 
 /* Text (lib.c): say() formats one line into a buffer and writes it with one
  * write(), so a marker line never mixes with another process's output.
