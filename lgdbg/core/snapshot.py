@@ -260,6 +260,11 @@ class Snapshots:
             "clock": _plain_vars(m.clock),
             "launcher": _plain_vars(m.launcher),
         }
+        devices = getattr(m.launcher, "devices", None)
+        if devices is not None:
+            # 3.2's virtio devices: their cursors, and an undo point for
+            # what they wrote to the disk file.
+            s.state["devices"] = devices.save_state()
         s.gdt = list(m.cpu.gdt)
         s.hcalls = list(m.events.recent_hcalls)
         s.shadows = self._save_shadows()
@@ -309,6 +314,8 @@ class Snapshots:
         _set_vars(m.host, snap.state["host"])
         _set_vars(m.clock, snap.state["clock"])
         _set_vars(m.launcher, snap.state["launcher"])
+        if "devices" in snap.state:
+            m.launcher.devices.load_state(snap.state["devices"])
         if m.cpu.gdt != snap.gdt:
             m.cpu.gdt = list(snap.gdt)
             m.cpu.flush_gdt()
