@@ -18,6 +18,7 @@ Standard library only, plus pytest for the fixture.
 
 import gzip
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -208,20 +209,70 @@ def missing_kernel():
             "lguest vmlinux (or .gz) to run the kernel boot tests" % (path, how))
 
 
-@pytest.fixture(scope="session")
-def vmlinux(tmp_path_factory):
-    """Path of the uncompressed Guest kernel, unpacked once per session."""
-    msg = missing_kernel()
+def unpacked_kernel(source, missing, tmp_path_factory, name):
+    """The kernel of source() uncompressed (once: the fixtures are per session);
+    missing() says why there is none: a skip, or a failure under CI=true."""
+    msg = missing()
     if msg:
         if in_ci():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
-    path, _ = kernel_source()
+    path, _ = source()
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if not gzipped:
         return path
-    out = tmp_path_factory.mktemp("kernel") / "vmlinux"
+    out = tmp_path_factory.mktemp(name) / "vmlinux"
     with gzip.open(path, "rb") as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def vmlinux(tmp_path_factory):
+    """Path of the uncompressed Guest kernel, unpacked once per session."""
+    return unpacked_kernel(kernel_source, missing_kernel, tmp_path_factory, "kernel")
+
+
+def parse_patch_summary(text):
+    """({state: n}, {type: {state: n}}) from the summary line of lguest-patches
+    (or the REPL's patches); type names may hold dots (3.2's pv_irq_ops.save_fl)."""
+    line = next(l for l in text.splitlines() if l.startswith("summary: "))
+    m = re.match(r"summary: (\d+)(?: of \d+)? sites; by state: (.*); by type: (.*)$", line)
+    assert m, line
+    states = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", m.group(2))}
+    types = {}
+    for name, total, inner in re.findall(r"([\w.]+) (\d+) \(([^)]*)\)", m.group(3)):
+        types[name] = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", inner)}
+        assert sum(types[name].values()) == int(total)
+    assert sum(states.values()) == int(m.group(1))
+    return states, types
+
+
+# ---- the Linux 3.2 kernel (the later lguest ABI, issue 18) -------------------------
+
+DEFAULT_KERNEL32 = os.path.join(ROOT, "..", "shared", "kernel-3.2", "vmlinux-3.2.65-lguest.gz")
+KERNEL32_SRC = os.path.normpath(os.path.join(ROOT, "..", "shared", "kernel-3.2", "src"))
+
+
+def kernel32_source():
+    """(path of the 3.2 kernel, how it was chosen) — the path may not exist."""
+    env = os.environ.get("LGDBG_TEST_KERNEL32")
+    if env:
+        return env, "LGDBG_TEST_KERNEL32"
+    return os.path.normpath(DEFAULT_KERNEL32), "the default"
+
+
+def missing_kernel32():
+    """None if the 3.2 kernel is there, else the one line that says what to set."""
+    path, how = kernel32_source()
+    if os.path.isfile(path):
+        return None
+    return ("no Linux 3.2 lguest Guest kernel at %s (%s): set LGDBG_TEST_KERNEL32 to a 3.2 "
+            "lguest vmlinux (or .gz) to run the 3.2 kernel tests" % (path, how))
+
+
+@pytest.fixture(scope="session")
+def vmlinux32(tmp_path_factory):
+    """Path of the uncompressed 3.2 Guest kernel, unpacked once per session."""
+    return unpacked_kernel(kernel32_source, missing_kernel32, tmp_path_factory, "kernel32")
