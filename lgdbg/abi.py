@@ -133,9 +133,13 @@ HCALL_ARGS = {
 }
 
 
+def hcall_names(profile=None):
+    """{number: name} of one profile's hypercalls (None: 2.6.23's)."""
+    return HCALL_NAMES if profile is None else PROFILES[profile].hcall_names
+
+
 def hcall_name(nr, profile=None):
-    names = HCALL_NAMES if profile is None else PROFILES[profile].hcall_names
-    return names.get(nr, "BAD(%d)" % nr)
+    return hcall_names(profile).get(nr, "BAD(%d)" % nr)
 
 
 def describe_hcall(nr, args, profile=None):
@@ -373,6 +377,9 @@ PROFILES = {
                    RESERVE_MEM),
 }
 DEFAULT_PROFILE = "2.6.23"
+# The profile whose hypercall numbers go with a built-in lguest_data layout:
+# 2.6.24 kept 2.6.23's numbers (and added NOTIFY, which HCALL_NAMES has).
+LAYOUT_PROFILES = {"2.6.23": "2.6.23", "2.6.24": "2.6.23", "3.2": "3.2"}
 
 
 def profile(name):

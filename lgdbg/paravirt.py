@@ -1,4 +1,4 @@
-"""Linux 2.6.23's paravirt patch sites: their types by name and what lies there now.
+"""Paravirt patch sites (Linux 2.6.23's and 3.2's): their types by name and what lies there now.
 
 Standard library only: gdb's embedded Python imports this module.
 
@@ -140,3 +140,82 @@ def classify(now, original, template, address, freed_init=False):
     if freed_init and now and all(b == 0xCC for b in now):
         return "freed", None      # free_initmem poisons .init with int3 (0xcc)
     return "other", None
+
+
+# ---------------------------------------------------------------- Linux 3.2
+#
+# From 2.6.24 on there is no struct paravirt_ops: the operations live in
+# pv_init_ops, pv_time_ops, pv_cpu_ops, ... and a site's type is
+# PARAVIRT_PATCH(pv_irq_ops.irq_disable) = offsetof(struct
+# paravirt_patch_template, pv_irq_ops.irq_disable) / sizeof(void *), the
+# template holding one of each struct in this order
+# (arch/x86/include/asm/paravirt_types.h of 3.2).  Names are spelled as
+# PARAVIRT_PATCH's argument; a callee-save operation (struct
+# paravirt_callee_save, one pointer) is named by its field.  Only i386
+# without PAE is an lguest Guest (lguest refuses PAE), but the PAE words are
+# here so that a table's size can say which layout a kernel has.
+
+_PV_3_2 = (
+    ("pv_init_ops", "patch"),
+    ("pv_time_ops", "sched_clock steal_clock get_tsc_khz"),
+    ("pv_cpu_ops", "get_debugreg set_debugreg clts read_cr0 write_cr0 read_cr4_safe "
+                   "read_cr4 write_cr4 load_tr_desc load_gdt load_idt store_gdt store_idt "
+                   "set_ldt store_tr load_tls write_ldt_entry write_gdt_entry "
+                   "write_idt_entry alloc_ldt free_ldt load_sp0 set_iopl_mask wbinvd "
+                   "io_delay cpuid read_msr rdmsr_regs write_msr wrmsr_regs read_tsc "
+                   "read_pmc read_tscp irq_enable_sysexit usergs_sysret64 usergs_sysret32 "
+                   "iret swapgs start_context_switch end_context_switch"),
+    ("pv_irq_ops", "save_fl restore_fl irq_disable irq_enable safe_halt halt"),
+    ("pv_apic_ops", ""),                       # startup_ipi_hook with X86_LOCAL_APIC
+    ("pv_mmu_ops", "read_cr2 write_cr2 read_cr3 write_cr3 activate_mm dup_mmap exit_mmap "
+                   "flush_tlb_user flush_tlb_kernel flush_tlb_single flush_tlb_others "
+                   "pgd_alloc pgd_free alloc_pte alloc_pmd alloc_pud release_pte "
+                   "release_pmd release_pud set_pte set_pte_at set_pmd set_pmd_at pte_update "
+                   "pte_update_defer pmd_update pmd_update_defer ptep_modify_prot_start "
+                   "ptep_modify_prot_commit pte_val make_pte pgd_val make_pgd"),
+    ("pv_lock_ops", "spin_is_locked spin_is_contended spin_lock spin_lock_flags "
+                    "spin_trylock spin_unlock"),
+)
+_PV_3_2_LOCAL_APIC = "startup_ipi_hook"
+# PAGETABLE_LEVELS >= 3 (PAE) inserts these before lazy_mode.
+_PV_3_2_PAE = "set_pte_atomic pte_clear pmd_clear set_pud pmd_val make_pmd"
+_PV_3_2_MMU_TAIL = "lazy_mode.enter lazy_mode.leave set_fixmap"
+_PV_3_2_LAST = "pv_mmu_lazy_mode_flush"       # a member of the template itself
+
+
+def op_structs_3_2(local_apic=False, pae=False):
+    """[(struct, [field, ...])] of struct paravirt_patch_template, for a config."""
+    out = []
+    for struct, fields in _PV_3_2:
+        names = fields.split()
+        if struct == "pv_apic_ops" and local_apic:
+            names = _PV_3_2_LOCAL_APIC.split()
+        if struct == "pv_mmu_ops":
+            names += (_PV_3_2_PAE.split() if pae else []) + _PV_3_2_MMU_TAIL.split()
+        out.append((struct, names))
+    return out
+
+
+def op_names_3_2(local_apic=False, pae=False):
+    """[name by type], as PARAVIRT_PATCH spells them: 'pv_irq_ops.irq_disable'."""
+    return ["%s.%s" % (struct, f) for struct, fields in op_structs_3_2(local_apic, pae)
+            for f in fields] + [_PV_3_2_LAST]
+
+
+def op_names_3_2_for_sizes(sizes):
+    """The 3.2 names whose structs match the kernel's own object sizes, or None.
+
+    sizes: {struct name: sizeof} for the pv_*_ops objects the kernel defines
+    (its symbol table has them).  Every struct given must agree, so a kernel
+    whose structs differ from this table gets no names rather than wrong ones.
+    """
+    for local_apic in (False, True):
+        for pae in (False, True):
+            structs = dict(op_structs_3_2(local_apic, pae))
+            if sizes and all(name in structs and size == 4 * len(structs[name])
+                             for name, size in sizes.items()):
+                return op_names_3_2(local_apic, pae)
+    return None
+
+
+PV_OPS_3_2 = tuple(struct for struct, _ in _PV_3_2)

@@ -17,11 +17,12 @@ Standard library only, plus pytest for the fixture.
 """
 
 import gzip
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
-import json
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -356,3 +357,22 @@ def run_lgdbg(cmd, stdin="", trace=None, timeout=BOOT_TIMEOUT):
                        cwd=ROOT)
     return Boot(cmd, r.returncode, r.stdout.decode("utf-8", "replace"),
                 r.stderr.decode("utf-8", "replace"), str(trace) if trace else None)
+
+
+def parse_patch_summary(text):
+    """({state: n}, {type: {state: n}}) from the summary line of lguest-patches
+    (or the REPL's patches); type names may hold dots (3.2's pv_irq_ops.save_fl)."""
+    line = next(line for line in text.splitlines() if line.startswith("summary: "))
+    m = re.match(r"summary: (\d+)(?: of \d+)? sites; by state: (.*); by type: (.*)$", line)
+    assert m, line
+    states = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", m.group(2))}
+    types = {}
+    for name, total, inner in re.findall(r"([\w.]+) (\d+) \(([^)]*)\)", m.group(3)):
+        types[name] = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", inner)}
+        assert sum(types[name].values()) == int(total)
+    assert sum(states.values()) == int(m.group(1))
+    return states, types
+
+
+# The 3.2 kernel's sources (for gdb's substitute-path in the journey tests).
+KERNEL32_SRC = os.path.normpath(os.path.join(ROOT, "..", "shared", "kernel-3.2", "src"))

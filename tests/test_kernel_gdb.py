@@ -178,18 +178,7 @@ def test_journey_shows_g045_at_lguest_iret(session):
         g.cli("set substitute-path %s %s" % (BUILD_DIR, KERNEL_SRC))
 
 
-def parse_summary(text):
-    """({state: n}, {type: {state: n}}) from lguest-patches' summary line."""
-    line = next(l for l in text.splitlines() if l.startswith("summary: "))
-    m = re.match(r"summary: (\d+)(?: of \d+)? sites; by state: (.*); by type: (.*)$", line)
-    assert m, line
-    states = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", m.group(2))}
-    types = {}
-    for name, total, inner in re.findall(r"(\w+) (\d+) \(([^)]*)\)", m.group(3)):
-        types[name] = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", inner)}
-        assert sum(types[name].values()) == int(total)
-    assert sum(states.values()) == int(m.group(1))
-    return states, types
+parse_summary = kernelboot.parse_patch_summary
 
 
 def by_type(g, kernel):

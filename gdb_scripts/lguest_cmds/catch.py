@@ -6,7 +6,7 @@ import gdb
 from lgdbg import abi
 from lgdbg.views import render
 
-from .common import LguestCommand, host_state, monitor, write
+from .common import LguestCommand, guest_abi, host_state, monitor, write
 from .irq import parse_irq
 
 
@@ -32,7 +32,8 @@ Example: lguest-catch hcall SET_CLOCKEVENT.  Needs lgdbg's stub."""
         if len(line) == 0 or (len(line) == 1 and not text.endswith(" ")):
             return [k for k in self.KINDS if k.startswith(word or "")]
         if line[0] == "hcall":
-            return [n for n in abi.HCALL_NUMBERS if n.startswith((word or "").upper())]
+            names = abi.profile(guest_abi()[0]).hcall_numbers
+            return sorted(n for n in names if n.startswith((word or "").upper()))
         return []
 
     def run(self, argv, from_tty):
@@ -42,7 +43,7 @@ Example: lguest-catch hcall SET_CLOCKEVENT.  Needs lgdbg's stub."""
         if kind == "list":
             if args:
                 self.usage("`list` takes no arguments")
-            write(render.render_catchpoints(self._rows()))
+            write(render.render_catchpoints(self._rows(), guest_abi()[0]))
             return
         if kind == "delete":
             if len(args) != 1 or not args[0].isdigit():
@@ -60,12 +61,16 @@ Example: lguest-catch hcall SET_CLOCKEVENT.  Needs lgdbg's stub."""
         arg = args[0] if args else None
         if arg is not None:
             if kind == "hcall":
+                # The Guest's own hypercalls: 3.2 renumbered them (SHUTDOWN is 2).
+                profile = guest_abi()[0]
+                names = abi.profile(profile).hcall_numbers
                 if arg.isdigit():
-                    if int(arg) not in abi.HCALL_NAMES:
-                        raise gdb.GdbError("lguest-catch: no hypercall number %s" % arg)
-                elif arg.upper() not in abi.HCALL_NUMBERS:
-                    raise gdb.GdbError("lguest-catch: unknown hypercall %r (known: %s)"
-                                       % (arg, " ".join(abi.HCALL_NUMBERS)))
+                    if int(arg) not in abi.hcall_names(profile):
+                        raise gdb.GdbError("lguest-catch: no hypercall number %s in the %s "
+                                           "ABI" % (arg, profile))
+                elif arg.upper() not in names:
+                    raise gdb.GdbError("lguest-catch: unknown hypercall %r in the %s ABI "
+                                       "(known: %s)" % (arg, profile, " ".join(names)))
                 else:
                     arg = arg.upper()
             elif kind == "irq":

@@ -209,12 +209,35 @@ def flush_registers():
 LD_SYMBOL = "lguest_data"
 DEBUG_LAYOUT = "debug info"
 
+# struct hcall_args, as the DWARF names its words, mapped onto the registers
+# the Host reads them from: 2.6.23/2.6.24 number the four words by argument
+# (arg1 is EDX, whatever its place in memory); 3.2's five words "map directly
+# onto eax/ebx/ecx/edx/esi in struct lguest_regs" (asm/lguest_hcall.h).
+_HCALL_ARG_REGS = {
+    4: {"arg0": "eax", "arg1": "edx", "arg2": "ebx", "arg3": "ecx"},
+    5: {"arg0": "eax", "arg1": "ebx", "arg2": "ecx", "arg3": "edx", "arg4": "esi"},
+}
+
+
+def _ring_order(hcalls_type):
+    """The registers of one ring slot in memory order, from its DWARF type, or None."""
+    elem = hcalls_type.strip_typedefs()
+    if elem.code == gdb.TYPE_CODE_ARRAY:
+        elem = elem.target().strip_typedefs()
+    if elem.code != gdb.TYPE_CODE_STRUCT:
+        return None
+    names = [g.name for g in elem.fields()]
+    alias = _HCALL_ARG_REGS.get(len(names), {})
+    names = tuple(alias.get(n, n) for n in names)
+    regs = ("eax", "ebx", "ecx", "edx", "esi")[:len(names)]
+    return names if sorted(names) == sorted(regs) else None
+
 
 def layout_from_debug_info():
     """Register the image's own struct lguest_data as a layout, if it has one.
 
-    Returns the layout's key in abi.LAYOUTS ('2.6.23' / '2.6.24' when the
-    debug info matches a built-in table, else 'debug info'), or None.
+    Returns the layout's key in abi.LAYOUTS ('2.6.23', '2.6.24' or '3.2' when
+    the debug info matches a built-in table, else 'debug info'), or None.
     """
     try:
         t = gdb.lookup_type("struct lguest_data")
@@ -227,14 +250,7 @@ def layout_from_debug_info():
             continue
         fields.append(abi.Field(f.name, f.bitpos // 8, f.type.sizeof))
         if f.name == "hcalls":
-            elem = f.type.strip_typedefs()
-            if elem.code == gdb.TYPE_CODE_ARRAY:
-                elem = elem.target().strip_typedefs()
-            names = [g.name for g in elem.fields()] if elem.code == gdb.TYPE_CODE_STRUCT else []
-            alias = {"arg0": "eax", "arg1": "edx", "arg2": "ebx", "arg3": "ecx"}
-            names = [alias.get(n, n) for n in names]
-            if sorted(names) == sorted(("eax", "edx", "ebx", "ecx")):
-                ring_order = tuple(names)
+            ring_order = _ring_order(f.type)
     key_of = {(f.name, f.offset) for f in fields}
     for version, lay in abi.LAYOUTS.items():
         if version == DEBUG_LAYOUT:
@@ -247,6 +263,43 @@ def layout_from_debug_info():
     abi.LAYOUTS[DEBUG_LAYOUT] = {"size": t.sizeof, "fields": tuple(fields),
                                  "ring_order": ring_order or abi.LAYOUTS["2.6.23"]["ring_order"]}
     return DEBUG_LAYOUT
+
+
+_stub_abi = {}          # connection number -> what `monitor json lguest status` said
+
+
+def _abi_from_stub():
+    """lgdbg's stub's word on the Guest's ABI, asked once per connection; None
+    from any other target (QEMU, a core file, no target)."""
+    conn = getattr(gdb.selected_inferior(), "connection", None)
+    if conn is None or conn.type not in ("remote", "extended-remote"):
+        return None
+    if conn.num not in _stub_abi:
+        try:
+            _stub_abi[conn.num] = host_state("lguest status", "lguest").get("abi")
+        except gdb.GdbError:
+            _stub_abi[conn.num] = None
+    return _stub_abi[conn.num]
+
+
+def guest_abi():
+    """(profile, layout): the Guest's ABI (a key of abi.PROFILES: its hypercall
+    numbers) and lguest_data's layout (a key of abi.LAYOUTS).
+
+    The image's debug info decides when its struct lguest_data is a built-in
+    layout; else lgdbg's stub, which runs the Guest, says (its status has
+    "abi"); else the symbols: only a boot-protocol kernel (2.6.24 on, the
+    later ABI) has head_32.S's subarch_entries, the 2.6.23 Guest enters by
+    its "GenuineLguest" magic.  The layout is the debug info's own when it
+    has one, else the profile's.
+    """
+    layout = layout_from_debug_info()
+    profile = abi.LAYOUT_PROFILES.get(layout)
+    if profile is None:
+        profile = _abi_from_stub()
+    if profile not in abi.PROFILES:
+        profile = "3.2" if symbol_address("subarch_entries") is not None else abi.DEFAULT_PROFILE
+    return profile, layout or abi.profile(profile).layout
 
 
 def lguest_data_address(command, explicit=None, allow_stub=True):
@@ -270,14 +323,19 @@ def lguest_data_address(command, explicit=None, allow_stub=True):
 
 
 def noirq_window(command):
-    """(start, end) of the noirq window: from lguest_data, else the symbols."""
+    """(start, end) of the noirq window: from lguest_data, else the symbols.
+
+    lguest_data's noirq_start/noirq_end sit at the Guest's own layout's
+    offsets (1120/1124 in 2.6.23, 1376/1380 in 3.2): the 2.6.23 offsets on a
+    3.2 Guest read words of the hypercall ring."""
     try:
         a, _ = lguest_data_address(command, allow_stub=False)
-        start = read_u32(a + abi.offset_of("noirq_start"))
-        end = read_u32(a + abi.offset_of("noirq_end"))
+        _, layout = guest_abi()
+        start = read_u32(a + abi.offset_of("noirq_start", layout))
+        end = read_u32(a + abi.offset_of("noirq_end", layout))
         if start or end:
             return start, end
-    except (gdb.GdbError, gdb.MemoryError, gdb.error):
+    except (gdb.GdbError, gdb.MemoryError, gdb.error, KeyError):
         pass
     start, end = symbol_address("lguest_noirq_start"), symbol_address("lguest_noirq_end")
     if start is not None and end is not None:

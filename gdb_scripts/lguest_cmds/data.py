@@ -5,9 +5,9 @@ import gdb
 from lgdbg import abi
 from lgdbg.views import render
 
-from .common import (LguestCommand, current_pc, disassemble, eval_address,
-                     layout_from_debug_info, lguest_data_address, need_symbols,
-                     noirq_window, read_memory, sym, symbol_address, write)
+from .common import (LguestCommand, current_pc, disassemble, eval_address, guest_abi,
+                     lguest_data_address, need_symbols, noirq_window, read_memory, sym,
+                     symbol_address, write)
 
 
 def window_sym():
@@ -19,16 +19,19 @@ def window_sym():
 class LguestData(LguestCommand):
     """Show struct lguest_data field by field.
 
-Usage: lguest-data [ADDR] [--layout 2.6.23|2.6.24]
+Usage: lguest-data [ADDR] [--layout 2.6.23|2.6.24|3.2]
 
 Prints irq_enabled (value and enabled/disabled), blocked_interrupts as a
-list of irqs, cr2, time, the async hypercall ring (pending slots with call
-names and arguments), reserve_mem, guestid, tsc_khz, and noirq_start/noirq_end
-with their symbols.  The address is ADDR when given, else the `lguest_data`
-symbol, else what lgdbg's stub reports.  The layout comes from the image's
-debug info when it has struct lguest_data, else from the built-in 2.6.23
-table; --layout picks a built-in table.  Needs only memory and symbols, so it
-works on any gdb target (lgdbg's stub, QEMU, a core file, the bare ELF)."""
+list of irqs, cr2, time, irq_pending (3.2), the async hypercall ring (pending
+slots with call names and arguments), reserve_mem, guestid (2.6.23), tsc_khz,
+noirq_start/noirq_end with their symbols, kernel_address and syscall_vec
+(3.2).  The address is ADDR when given, else the `lguest_data` symbol, else
+what lgdbg's stub reports.  The layout comes from the image's debug info when
+it has struct lguest_data, else from the Guest's ABI as lgdbg's stub reports
+it (or, on other targets, as the symbols show: 3.2 for a boot-protocol
+kernel, else 2.6.23); --layout picks a built-in table.  Needs only memory and
+symbols, so it works on any gdb target (lgdbg's stub, QEMU, a core file, the
+bare ELF)."""
 
     NAME = "lguest-data"
     COMPLETE = gdb.COMPLETE_EXPRESSION
@@ -54,11 +57,12 @@ works on any gdb target (lgdbg's stub, QEMU, a core file, the bare ELF)."""
         if not rest and getattr(gdb.selected_inferior(), "connection", None) is None:
             need_symbols(self.NAME)
         address, _ = lguest_data_address(self.NAME, " ".join(rest) if rest else None)
-        if version is None:
-            version = layout_from_debug_info() or abi.DEFAULT_LAYOUT
+        profile, layout = guest_abi()
+        version = version or layout
         raw = read_memory(address, abi.layout(version)["size"])
+        # The ring's call numbers are the Guest's ABI's, whatever layout was asked.
         write(render.render_lguest_data(abi.decode_lguest_data(raw, version), address,
-                                        window_sym(), version))
+                                        window_sym(), version, profile))
 
 
 class LguestNoirq(LguestCommand):

@@ -4,8 +4,8 @@ import gdb
 
 from lgdbg import abi
 
-from .common import (current_pc, host_state, lguest_data_address, noirq_window, read_u32,
-                     value_address)
+from .common import (current_pc, guest_abi, host_state, lguest_data_address, noirq_window,
+                     read_u32, value_address)
 
 
 class _Function(gdb.Function):
@@ -33,7 +33,7 @@ interrupts enabled, 0 when disabled (read from guest memory)."""
         if args:
             raise gdb.GdbError("$lguest_irq_enabled takes no arguments")
         address, _ = lguest_data_address("$" + self.NAME)
-        return read_u32(address + abi.LD_IRQ_ENABLED)
+        return read_u32(address + abi.offset_of("irq_enabled", guest_abi()[1]))
 
 
 class InNoirq(_Function):

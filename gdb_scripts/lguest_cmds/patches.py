@@ -44,14 +44,44 @@ def image_elf():
 
 
 def op_names_from_debug_info():
-    """[op name by patch type] from the image's struct paravirt_ops, or None."""
+    """[op name by patch type] from the image's struct paravirt_ops (2.6.23)
+    or struct paravirt_patch_template (2.6.24 on, 3.2), or None."""
+    from lgdbg.paravirt import op_names_from_fields
     try:
         t = gdb.lookup_type("struct paravirt_ops")
     except gdb.error:
+        pass
+    else:
+        return op_names_from_fields([(f.name, f.bitpos // 8) for f in t.fields()
+                                     if f.name and f.bitpos is not None])
+    try:
+        t = gdb.lookup_type("struct paravirt_patch_template")
+    except gdb.error:
         return None
-    from lgdbg.paravirt import op_names_from_fields
-    return op_names_from_fields([(f.name, f.bitpos // 8) for f in t.fields()
-                                 if f.name and f.bitpos is not None])
+    return op_names_from_fields(_template_words(t))
+
+
+def _template_words(t, prefix="", base=0, depth=0):
+    """[(name, byte offset)] of every word of the template, named as
+    PARAVIRT_PATCH's argument: 'pv_irq_ops.irq_disable' (a callee-save
+    operation is a one-pointer struct: named by its field), the lazy-mode
+    pair 'pv_mmu_ops.lazy_mode.enter'.  An empty struct (pv_apic_ops without
+    X86_LOCAL_APIC) has no word."""
+    out = []
+    for f in t.fields():
+        if not f.name or f.bitpos is None:
+            continue
+        ft = f.type.strip_typedefs()
+        name, offset = prefix + f.name, base + f.bitpos // 8
+        if ft.code == gdb.TYPE_CODE_STRUCT:
+            inner = [g for g in ft.fields() if g.name]
+            if not inner:
+                continue
+            if depth == 0 or len(inner) > 1:
+                out += _template_words(ft, name + ".", offset, depth + 1)
+                continue
+        out.append((name, offset))
+    return out
 
 
 class LguestPatches(LguestCommand):

@@ -48,11 +48,14 @@ class Debugger:
         if kind not in CATCH_KINDS:
             raise UsageError("catch what? (%s)" % ", ".join(CATCH_KINDS))
         if kind == "hcall" and isinstance(arg, str):
+            # The running Guest's hypercall names: 3.2 has SHUTDOWN, not CRASH.
+            names = abi.profile(self.machine.profile).hcall_numbers
             name = arg.upper()
             if name.isdigit():
                 arg = int(name)
-            elif name not in abi.HCALL_NUMBERS:
-                raise UsageError("unknown hypercall %r" % arg)
+            elif name not in names:
+                raise UsageError("unknown %s hypercall %r (known: %s)"
+                                 % (self.machine.profile, arg, " ".join(sorted(names))))
             else:
                 arg = name
         cp = Catchpoint(self._next_catch, kind, arg)

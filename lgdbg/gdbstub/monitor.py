@@ -179,7 +179,7 @@ class Monitor:
         return inspect.host_state(self.machine)
 
     def _data(self, args):
-        version = args[0] if args else abi.DEFAULT_LAYOUT
+        version = args[0] if args else abi.profile(self.machine.profile).layout
         if version not in abi.LAYOUTS:
             raise UsageError("unknown lguest_data layout %r (%s)"
                              % (version, ", ".join(sorted(abi.LAYOUTS))))
@@ -276,6 +276,7 @@ def render_status(s):
         "blocked irqs:  %s" % _irqs(s["blocked"]),
         "halted:        %s" % ("yes" if s["halted"] else "no"),
         "virtual time:  %d ns (icount %s)" % (s["time_ns"], s["icount"]),
+        "ABI:           %s (lguest_data layout %s)" % (s["abi"], s["layout"]),
         "timer:         %s" % ("armed for %d ns" % s["clock_deadline_ns"]
                                if s["clock_deadline_ns"] is not None else "not armed"),
         "killed:        %s" % (s["dead"] or "no"),

@@ -16,7 +16,7 @@ class CatchCommands:
                 raise CommandError("catch list takes no arguments")
             rows = [{"number": c.number, "kind": c.kind, "arg": c.arg}
                     for c in self.dbg.catchpoints]
-            self.say(render.render_catchpoints(rows))
+            self.say(render.render_catchpoints(rows, self.m.profile))
             return
         kind = words[0]
         if kind == "delete":

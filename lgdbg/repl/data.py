@@ -9,17 +9,20 @@ class DataCommands:
     """Mixed into repl.commands.Commands."""
 
     def cmd_data(self, args):
-        """data [ADDR] [--layout 2.6.23|2.6.24]: struct lguest_data field by field."""
+        """data [ADDR] [--layout 2.6.23|2.6.24|3.2]: struct lguest_data field by field.
+
+        The layout is the running Guest's ABI's (its profile) unless --layout says."""
         words = args.split()
-        version = abi.DEFAULT_LAYOUT
+        profile = self.m.profile
+        version = abi.profile(profile).layout
         if "--layout" in words:
             i = words.index("--layout")
             if i + 1 >= len(words):
-                raise CommandError("--layout wants 2.6.23 or 2.6.24")
+                raise CommandError("--layout wants one of %s" % ", ".join(sorted(abi.LAYOUTS)))
             version = words[i + 1]
             del words[i:i + 2]
         if version not in abi.LAYOUTS:
-            raise CommandError("unknown layout %r (%s)" % (version, ", ".join(abi.LAYOUTS)))
+            raise CommandError("unknown layout %r (%s)" % (version, ", ".join(sorted(abi.LAYOUTS))))
         if words:
             addr = self.address(" ".join(words))
         elif self.m.host.lguest_data is not None:
@@ -31,7 +34,8 @@ class DataCommands:
                                "and the image has no lguest_data symbol: give an ADDR")
         raw = self.read(addr, abi.layout(version)["size"])
         decoded = abi.decode_lguest_data(raw, version)
-        self.say(render.render_lguest_data(decoded, addr, self.window_sym(), version))
+        # The ring's call numbers are the running Guest's, whatever layout was asked.
+        self.say(render.render_lguest_data(decoded, addr, self.window_sym(), version, profile))
 
     def cmd_noirq(self, args):
         """noirq: is EIP inside the noirq window?  The window disassembled, EIP marked."""

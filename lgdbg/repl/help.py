@@ -67,7 +67,8 @@ class HelpCommands:
         if name == "help" and first_arg:
             out += [c for c in COMMANDS if c.startswith(prefix)]
         if name == "catch" and len(words) >= 2 and words[1] == "hcall":
-            out += [n for n in sorted(abi.HCALL_NUMBERS) if n.startswith(prefix.upper())]
+            names = abi.hcall_names(getattr(self.m, "profile", None)).values()
+            out += [n for n in sorted(names) if n.startswith(prefix.upper())]
         if name in ADDRESS_COMMANDS and not prefix.startswith("/"):
             if prefix.startswith("$"):
                 out += sorted("$" + r for r in REG_NAMES + tuple(REG_ALIASES)

@@ -21,7 +21,7 @@ class TraceCommands:
         a = lambda v: render.addr(v, self.sym)            # noqa: E731
         if kind == "hcall":
             # The words of `hcalls` and gdb's lguest-hcalls (lgdbg.views.render).
-            call = render._describe_call(e["nr"], (list(e["args"]) + [0, 0, 0])[:3], self.sym)
+            call = render._describe_call(e["nr"], list(e["args"]), self.sym, name=e.get("name"))
             text = "hcall %s at %s%s" % (call, a(e["eip"]),
                                          " (async)" if e.get("async") else "")
         elif kind == "irq":

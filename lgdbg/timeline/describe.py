@@ -18,9 +18,9 @@ def _no_detail(info, name):
 
 
 def _hcall_detail(info, name):
-    nr, args, eip, is_async = info
+    nr, args, eip, is_async, profile = info
     ok = isinstance(nr, int) and isinstance(args, list) and all(isinstance(a, int) for a in args)
-    text = abi.describe_hcall(nr, args) if ok else "nr %s" % nr
+    text = abi.describe_hcall(nr, args, profile) if ok else "nr %s" % nr
     if eip is not None:
         text += " from " + name(eip)
     return text + (" (async ring)" if is_async else "")

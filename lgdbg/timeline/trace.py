@@ -29,7 +29,7 @@ from .describe import describe
 GUEST, OVERLAY, PAGETABLES = "guest", "overlay", "pagetables"
 # The hypercalls that change page tables: drawn in the page-tables lane, with
 # the demand faults, instead of with the other hypercalls.
-PAGE_TABLE_CALLS = frozenset(("NEW_PGTABLE", "FLUSH_TLB", "SET_PTE", "SET_PMD"))
+PAGE_TABLE_CALLS = frozenset(("NEW_PGTABLE", "FLUSH_TLB", "SET_PTE", "SET_PMD", "SET_PGD"))
 
 
 class Track:
@@ -122,6 +122,7 @@ class _Reader:
         self.in_handler = []    # irqs delivered whose return is not seen yet
         self.was_in_iret = False
         self.hcalls = self.guest("hcall")     # the busiest track, kept at hand
+        self.abi = None         # the boot event's ABI: which hypercall numbers (None: 2.6.23)
 
     # -- lanes ---------------------------------------------------------------
     def guest(self, name, spans=False):
@@ -150,12 +151,16 @@ class _Reader:
         track.span(x0, x1, label, info)
 
     # -- events (one method per kind; x is already the axis value) ------------
+    def boot(self, ev, x, t):
+        # The first line of a trace since issue 18; an unknown ABI names no calls.
+        self.abi = ev.get("abi") if ev.get("abi") in abi.PROFILES else None
+
     def hcall(self, ev, x, t):
         if self.lo is None or x >= self.lo:
             nr = ev.get("nr", -1)
-            name = ev.get("name") or abi.hcall_name(nr)
+            name = ev.get("name") or abi.hcall_name(nr, self.abi)
             track = self.pagetables("hcall-pt") if name in PAGE_TABLE_CALLS else self.hcalls
-            track.mark(x, name, (nr, ev.get("args"), ev.get("eip"), ev.get("async")))
+            track.mark(x, name, (nr, ev.get("args"), ev.get("eip"), ev.get("async"), self.abi))
         if self.iret:
             self.check_iret(ev.get("eip"), x)
 
@@ -339,7 +344,8 @@ def _reason_class(reason):
 
 
 _HANDLERS = {
-    "hcall": _Reader.hcall, "irq": _Reader.irq_event, "irq-deferred": _Reader.irq_deferred,
+    "boot": _Reader.boot, "hcall": _Reader.hcall, "irq": _Reader.irq_event,
+    "irq-deferred": _Reader.irq_deferred,
     "trap": _Reader.trap, "raise": _Reader.raise_, "halt": _Reader.halt,
     "wake": _Reader.wake, "clock": _Reader.clock, "console": _Reader.console,
     "kill": _Reader.kill,

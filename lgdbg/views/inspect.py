@@ -26,6 +26,10 @@ def status(machine):
         "eip": machine.cpu.reg("eip"),
         "in_noirq": host.noirq_start <= machine.cpu.reg("eip") < host.noirq_end,
         "page_offset": host.page_offset,
+        # The Guest's ABI, for clients without its debug info (gdb's lguest-*
+        # commands pick lguest_data's layout and the hypercall names by it).
+        "abi": machine.profile,
+        "layout": abi.profile(machine.profile).layout,
     }
 
 
@@ -97,9 +101,11 @@ def host_state(machine):
     }
 
 
-def lguest_data(machine, version=abi.DEFAULT_LAYOUT):
+def lguest_data(machine, version=None):
+    """lguest_data decoded in layout version (default: the Guest's ABI's)."""
     host = machine.host
     if host.lguest_data is None:
         return None
+    version = version or abi.profile(machine.profile).layout
     size = abi.layout(version)["size"]
     return abi.decode_lguest_data(machine.mem.buf[host.lguest_data:host.lguest_data + size], version)

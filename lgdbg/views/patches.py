@@ -96,9 +96,29 @@ def patch_rows(templates, lookup, read, disassemble):
 
 def kernel_image(elf):
     """True when the ELF file is a paravirt kernel: a .parainstructions section
-    and a paravirt_ops symbol (the examples have the first, not the second)."""
+    and a paravirt_ops symbol (2.6.23) or pv_cpu_ops (2.6.24 on, 3.2); the
+    examples have the first, not the second."""
     return elf.section(".parainstructions") is not None and \
-        elf.symbol("paravirt_ops") is not None
+        (elf.symbol("paravirt_ops") is not None or elf.symbol("pv_cpu_ops") is not None)
+
+
+def default_op_names(elf):
+    """([name by type], where they come from) without debug info: the
+    built-in tables of lgdbg.paravirt, picked by the kernel's own object
+    sizes (sizeof paravirt_ops for 2.6.23, the pv_*_ops for 3.2)."""
+    from .. import paravirt
+    if elf.symbol("paravirt_ops") is not None:
+        size = elf.symbol("paravirt_ops")[1]
+        names = paravirt.op_names_for_size(size)
+        return names, ("include/asm-i386/paravirt.h (sizeof paravirt_ops = %d)" % size
+                       if names else "nowhere: sizeof(paravirt_ops) = %d matches no "
+                       "2.6.23 configuration" % size)
+    sizes = {s: elf.symbol(s)[1] for s in paravirt.PV_OPS_3_2 if elf.symbol(s) is not None}
+    names = paravirt.op_names_3_2_for_sizes(sizes)
+    words = ", ".join("%s %d" % kv for kv in sorted(sizes.items()))
+    return names, ("arch/x86/include/asm/paravirt_types.h of 3.2 (sizeof %s)" % words
+                   if names else "nowhere: the pv_*_ops sizes (%s) match no 3.2 "
+                   "configuration" % words)
 
 
 class _CachedReader:
@@ -145,13 +165,10 @@ def kernel_sites(elf, templates, lookup, read, op_names=None):
     Returns {"sites": [...], "templates": [...], "names_from": str}.
     """
     from .. import paravirt
-    names_from = "debug info (struct paravirt_ops)"
+    names_from = "debug info (struct %s)" % ("paravirt_ops" if elf.symbol("paravirt_ops")
+                                              else "paravirt_patch_template")
     if not op_names:
-        size = (elf.symbol("paravirt_ops") or (0, 0))[1]
-        op_names = paravirt.op_names_for_size(size)
-        names_from = ("include/asm-i386/paravirt.h (sizeof paravirt_ops = %d)" % size
-                      if op_names else "nowhere: sizeof(paravirt_ops) = %d matches no "
-                      "2.6.23 configuration" % size)
+        op_names, names_from = default_op_names(elf)
     cached = _CachedReader(read)
     tmpl_rows = []
     by_start = {}

@@ -122,9 +122,14 @@ def _disasm_lines(rows, sym, current=None, indent="  "):
 
 # --------------------------------------------------------------- lguest_data
 
-def render_lguest_data(decoded, addr, sym, version="2.6.23"):
-    """struct lguest_data field by field (decoded by lgdbg.abi.decode_lguest_data)."""
+def render_lguest_data(decoded, addr, sym, version="2.6.23", profile=None):
+    """struct lguest_data field by field (decoded by lgdbg.abi.decode_lguest_data).
+
+    profile names the ring's calls (its hypercall numbers); by default the
+    one that goes with a built-in layout, else 2.6.23's."""
     d = decoded
+    if profile is None:
+        profile = abi.LAYOUT_PROFILES.get(version)
     out = ["struct lguest_data at %s (layout %s)" % (_fmt_addr(addr, sym), version)]
     rows = []
     for f in abi.layout(version)["fields"]:
@@ -141,6 +146,9 @@ def render_lguest_data(decoded, addr, sym, version="2.6.23"):
         elif name == "time":
             sec, nsec = value
             text = "%d.%09d s (tv_sec %d, tv_nsec %d)" % (sec, nsec, sec, nsec)
+        elif name == "irq_pending":
+            # 3.2: the Host's note that an irq waits for irq_enabled
+            text = "%#x (%s)" % (value, "an irq is waiting" if value else "none waiting")
         elif name == "hcall_status":
             pending = [i for i, s in enumerate(value) if s != abi.HCALL_DONE]
             text = ("%d of %d slots pending" % (len(pending), abi.LHCALL_RING_SIZE)
@@ -164,9 +172,9 @@ def render_lguest_data(decoded, addr, sym, version="2.6.23"):
     if pending:
         out.append("  async ring, pending slots:")
         for i in pending:
-            call, a1, a2, a3 = slots[i]
+            call, args = slots[i][0], slots[i][1:]
             out.append("    [%2d] status %#04x  %s" % (i, status[i],
-                                                     _describe_call(call, (a1, a2, a3), sym)))
+                                                     _describe_call(call, args, sym, profile)))
     return "\n".join(out)
 
 
@@ -174,9 +182,12 @@ _ADDRESS_ARGS = frozenset(("lguest_data", "msg", "gdt", "esp", "dmas", "dma", "t
                            "addr", "vaddr", "pgdir"))
 
 
-def _describe_call(nr, args, sym):
-    """'SET_STACK ss=0x69 esp=0xc0102a80 <stack_top> pages=0x1'."""
-    name = abi.hcall_name(nr)
+def _describe_call(nr, args, sym, profile=None, name=None):
+    """'SET_STACK ss=0x69 esp=0xc0102a80 <stack_top> pages=0x1'.
+
+    The name is the event's own when it has one (the Host that made it knew
+    its ABI), else nr's in profile (None: 2.6.23)."""
+    name = name or abi.hcall_name(nr, profile)
     names = abi.HCALL_ARGS.get(name, ())
     parts = [name]
     for n, v in zip(names, args):
@@ -319,7 +330,7 @@ def render_hcalls(events, sym):
         return "no hypercalls yet"
     rows = [("icount", "time_ns", "eip", "call")]
     for e in events:
-        text = _describe_call(e.get("nr"), list(e.get("args", ()))[:3] + [0] * 3, sym) \
+        text = _describe_call(e.get("nr"), list(e.get("args", ())), sym, name=e.get("name")) \
             if e.get("nr") is not None else e.get("name", "?")
         if e.get("async"):
             text += "  (async)"
@@ -406,13 +417,16 @@ def render_status(status, sym):
     out.append("icount: %s   virtual time: %s   clock event: %s"
                % (s.get("icount"), _ns(s.get("time_ns")),
                   "stopped" if not dl else "at %s" % _ns(dl)))
+    if s.get("abi"):
+        out.append("ABI: lguest %s (lguest_data layout %s)" % (s["abi"], s.get("layout")))
     return "\n".join(out)
 
 
 # --------------------------------------------------------------- catchpoints
 
-def render_catchpoints(rows):
-    """The lguest catchpoints, listed like gdb's own `info breakpoints`."""
+def render_catchpoints(rows, profile=None):
+    """The lguest catchpoints, listed like gdb's own `info breakpoints`;
+    profile names hypercall numbers (None: 2.6.23)."""
     if not rows:
         return "No lguest catchpoints."
     table = [("Num", "Type", "What")]
@@ -421,7 +435,7 @@ def render_catchpoints(rows):
         what = {"hcall": "any hypercall", "irq": "any irq", "trap": "any trap",
                 "kill": "the guest killed"}.get(r["kind"], "") if arg is None else str(arg)
         if r["kind"] == "hcall" and isinstance(arg, int):
-            what = "%s (%d)" % (abi.hcall_name(arg), arg)
+            what = "%s (%d)" % (abi.hcall_name(arg, profile), arg)
         if r["kind"] == "trap" and isinstance(arg, int) and arg in abi.TRAP_NAMES:
             what = "%d (%s)" % (arg, abi.TRAP_NAMES[arg])
         table.append((r["number"], "catch %s" % r["kind"], what))
@@ -469,7 +483,7 @@ def _site_now(s, sym):
         return "template %s (lguest_patch's copy, NOP-padded to %d bytes)" % (s["template"], n)
     if s["state"] in ("call", "jmp"):
         return "%s %s (paravirt_patch_default)" % (s["state"], addr(s["target"], sym))
-    return {"original": "original indirect call through paravirt_ops (not patched)",
+    return {"original": "original indirect call through the paravirt ops (not patched)",
             "nops": "NOPs (the operation is paravirt_nop)",
             "freed": "freed with .init (0xcc poison)",
             "other": "something else (neither template, original, call/jmp nor NOPs)",
