@@ -407,7 +407,7 @@ EXPLANATIONS = {
         g, 0x2, 1, "6. lguest_data.irq_enabled is 0")),
     "no-handler": (_halted_no_handler, "no-handler", lambda g: _past_the_window(
         g, 0x8, 3, "6. the Guest is halted: the Host wakes it and sets irq_enabled = 0x200",
-        "7. no IDT entry for vector 0x23")),
+        "7. no IDT entry for vector 0x23 (irq 3 stays pending)")),
     "trap gate": (_trap_gate, "deliver", lambda g: _past_the_window(
         g, 0x4, 2, "6. irq_enabled = 0x200 (enabled: not 0)",
         _delivering("trap") % (2, g.syms.lookup("irq_handler")))),

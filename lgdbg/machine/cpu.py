@@ -85,6 +85,25 @@ _BATCH_IDS = [_UC_REG[n] for n in REGS32]
 # are written as 16 bits into a zeroed 32-bit slot).
 from unicorn.unicorn_py3.unicorn import uclib as _uclib  # noqa: E402
 _BATCH_ARRAY = (ctypes.c_int * len(REGS32))(*_BATCH_IDS)
+
+
+# uc_reg_read/uc_reg_write straight from ctypes: the binding's reg_read and
+# reg_write pick a register class in Python (~5 us each, and a Host entry
+# reads and writes a dozen).  For registers of 32 bits or fewer (one zeroed
+# uint32 holds them): not GDTR, TR or the FPU stack.
+def _rd(uc, regid):
+    val = ctypes.c_uint32(0)
+    status = _uclib.uc_reg_read(uc._uch, regid, ctypes.byref(val))
+    if status:
+        raise UcError(status)
+    return val.value
+
+
+def _wr(uc, regid, value):
+    val = ctypes.c_uint32(value & 0xFFFFFFFF)
+    status = _uclib.uc_reg_write(uc._uch, regid, ctypes.byref(val))
+    if status:
+        raise UcError(status)
 _RegVals = ctypes.c_uint32 * len(REGS32)
 _RegPtrs = ctypes.c_void_p * len(REGS32)
 
@@ -165,7 +184,7 @@ class Cpu:
         self.uc.reg_write(X.UC_X86_REG_FPCW, 0x37F)
         self.uc.reg_write(X.UC_X86_REG_FPTAG, 0xFFFF)
         self.uc.reg_write(X.UC_X86_REG_MXCSR, 0x1F80)
-        self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | CR4_TSD)
+        self.uc.reg_write(X.UC_X86_REG_CR4, _rd(self.uc, X.UC_X86_REG_CR4) | CR4_TSD)
 
     # --- set-up ------------------------------------------------------------
     def _init_gdt(self):
@@ -181,9 +200,9 @@ class Cpu:
         self.flush_gdt()
         self.uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT_ADDR, abi.GDT_ENTRIES * 8 - 1, 0))
         self.uc.reg_write(X.UC_X86_REG_TR, (abi.GDT_ENTRY_TSS * 8, TSS_ADDR, 0x67, 0x8900))
-        self.uc.reg_write(X.UC_X86_REG_CS, HOST_CS)
-        self.uc.reg_write(X.UC_X86_REG_SS, HOST_DS)
-        self.uc.reg_write(X.UC_X86_REG_DS, HOST_DS)
+        _wr(self.uc, X.UC_X86_REG_CS, HOST_CS)
+        _wr(self.uc, X.UC_X86_REG_SS, HOST_DS)
+        _wr(self.uc, X.UC_X86_REG_DS, HOST_DS)
 
     def _init_ring_changes(self):
         """What it takes to leave ring 3 for ring 1 from the Host's side.
@@ -249,7 +268,7 @@ class Cpu:
             # Boot: the CPU starts in ring 0 on the Host's segments.
             top = HOST_STACK_TOP - abi.SWITCHER_ADDR
             self.switcher[top - len(frame):top] = frame
-            self.uc.reg_write(X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
+            _wr(self.uc, X.UC_X86_REG_ESP, HOST_STACK_TOP - len(frame))
             self.uc.emu_start(IRET_STUB, IRET_STUB + 1, count=1)
             # Whatever unicorn noted on the way must not turn the Guest's
             # first fault into a double fault (issue #1883, see run()).
@@ -269,7 +288,7 @@ class Cpu:
             # The lcall runs in the Guest's ring but must not run on the
             # Guest's code segment, whose base and limit are the Guest's to
             # choose: a flat ring-3 one of ours, for these three instructions.
-            self.uc.reg_write(X.UC_X86_REG_CS, FLAT_USER_CS)
+            _wr(self.uc, X.UC_X86_REG_CS, FLAT_USER_CS)
             self.uc.emu_start(LCALL_STUB, 0, count=3)
         finally:
             self._lcall_page_user(False)
@@ -302,13 +321,13 @@ class Cpu:
 
     def set_shadow_root(self, phys):
         """Load CR3 with a shadow directory; the first one turns paging on."""
-        self.uc.reg_write(X.UC_X86_REG_CR3, phys)
+        _wr(self.uc, X.UC_X86_REG_CR3, phys)
         if not self.paging:
             self.paging = True
             self._write_cr0()
 
     def _write_cr0(self):
-        self.uc.reg_write(X.UC_X86_REG_CR0, GUEST_CR0 | (CR0_TS if self.ts else 0))
+        _wr(self.uc, X.UC_X86_REG_CR0, GUEST_CR0 | (CR0_TS if self.ts else 0))
 
     def set_ts(self, ts):
         """CR0.TS: the next FPU or SSE instruction traps 7 (#NM)."""
@@ -329,7 +348,7 @@ class Cpu:
         self.flush_tlb()
 
     def _on_intr(self, uc, intno, _):
-        self.exit = Exit("intr", intno=intno, eip=uc.reg_read(X.UC_X86_REG_EIP))
+        self.exit = Exit("intr", intno=intno, eip=_rd(uc, X.UC_X86_REG_EIP))
         # Read the error code, "raised by int n" and CR2 now: when emu_start
         # winds down it may walk the page tables again (for its `until`
         # address, at the Guest's privilege) and a failed walk overwrites
@@ -340,7 +359,7 @@ class Cpu:
         if intno in abi.TRAPS_WITH_ERRCODE:
             self.exit.errcode = errcode
         if intno == 14:
-            self.exit.addr = uc.reg_read(X.UC_X86_REG_CR2)
+            self.exit.addr = _rd(uc, X.UC_X86_REG_CR2)
         uc.emu_stop()
 
     def _on_bad_mem(self, uc, access, addr, size, value, _):
@@ -348,22 +367,22 @@ class Cpu:
         fetch = access in (UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT)
         prot = access in (UC_MEM_WRITE_PROT, UC_MEM_FETCH_PROT) or access == 23  # READ_PROT
         self.exit = Exit("mem", addr=addr & 0xFFFFFFFF, write=write, fetch=fetch, prot=prot,
-                         size=size, eip=uc.reg_read(X.UC_X86_REG_EIP))
+                         size=size, eip=_rd(uc, X.UC_X86_REG_EIP))
         return False
 
     def _on_in(self, uc, port, size, _):
-        eip = uc.reg_read(X.UC_X86_REG_EIP)
+        eip = _rd(uc, X.UC_X86_REG_EIP)
         self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip,
                          undo=self._string_registers(uc))
         self._stop_after_this_instruction()
         # Give back what the register already holds, so EAX is unchanged:
         # Machine._io rolls the instruction back into the #GP(0) the CPU
         # would have raised, and Host.emulate_insn applies the 2.6.23 rule.
-        return uc.reg_read(X.UC_X86_REG_EAX) & ((1 << (8 * size)) - 1)
+        return _rd(uc, X.UC_X86_REG_EAX) & ((1 << (8 * size)) - 1)
 
     def _on_out(self, uc, port, size, value, _):
         self.exit = Exit("io", port=port, size=size, is_out=True,
-                         eip=uc.reg_read(X.UC_X86_REG_EIP), undo=self._string_registers(uc))
+                         eip=_rd(uc, X.UC_X86_REG_EIP), undo=self._string_registers(uc))
         self._stop_after_this_instruction()
 
     @staticmethod
@@ -371,8 +390,8 @@ class Cpu:
         # What an ins/outs changes besides EIP, read before it does: the CPU
         # would have refused the instruction (#GP) before any of it
         # (Machine._io puts these back).
-        return {"esi": uc.reg_read(X.UC_X86_REG_ESI), "edi": uc.reg_read(X.UC_X86_REG_EDI),
-                "ecx": uc.reg_read(X.UC_X86_REG_ECX)}
+        return {"esi": _rd(uc, X.UC_X86_REG_ESI), "edi": _rd(uc, X.UC_X86_REG_EDI),
+                "ecx": _rd(uc, X.UC_X86_REG_ECX)}
 
     stops_ignored = False      # a silent replay runs through breakpoints and watchpoints
 
@@ -400,7 +419,7 @@ class Cpu:
             # The first watched byte touched: gdb matches the stop reply's
             # address against its own watchpoints, so it must lie inside one.
             self.watch_hit = (kind, max(addr, wstart))
-        self._watch_eip = uc.reg_read(X.UC_X86_REG_EIP)     # see _end_rep_string()
+        self._watch_eip = _rd(uc, X.UC_X86_REG_EIP)     # see _end_rep_string()
         self._stop_after_this_instruction()
 
     def _stop_after_this_instruction(self):
@@ -425,7 +444,7 @@ class Cpu:
         self._hlt_seen = False
         if self.shadows is not None and self.shadows.tlb_stale:
             self.flush_tlb()
-        eip = self.uc.reg_read(X.UC_X86_REG_EIP)
+        eip = _rd(self.uc, X.UC_X86_REG_EIP)
         self._skip_bp = skip_bp
         counting = budget is not None
         count = budget if counting else (1 << 62 if count_for_watch else 0)
@@ -569,7 +588,7 @@ class Cpu:
         return struct.unpack_from("<I", ctx, self.off.errcode)[0]
 
     def set_cr2(self, cr2):
-        self.uc.reg_write(X.UC_X86_REG_CR2, cr2)
+        _wr(self.uc, X.UC_X86_REG_CR2, cr2)
 
     def last_error_code(self):
         """The error code of the fault that ended the last run."""
@@ -670,10 +689,10 @@ class Cpu:
 
     # --- registers ------------------------------------------------------------
     def reg(self, name):
-        return self.uc.reg_read(_UC_REG[name])
+        return _rd(self.uc, _UC_REG[name])
 
     def set_reg(self, name, value):
-        self.uc.reg_write(_UC_REG[name], value)
+        _wr(self.uc, _UC_REG[name], value)
 
     def regs(self):
         # uc_reg_read_batch straight into a ctypes array: the binding's
@@ -752,7 +771,7 @@ class Cpu:
         if not spans:
             return
         if self.paging:
-            self.uc.reg_write(X.UC_X86_REG_CR0, CR0_PE | CR0_ET)
+            _wr(self.uc, X.UC_X86_REG_CR0, CR0_PE | CR0_ET)
         try:
             for begin, end in spans:
                 self.uc.ctl_remove_cache(begin, end)

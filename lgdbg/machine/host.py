@@ -409,23 +409,23 @@ class Host:
         # 2-4. The lowest pending irq that the Guest has not blocked.
         d.blocked = self.mem.read_u32(self._ld("blocked_interrupts"))
         candidates = self.irqs_pending & ~d.blocked & 0xFFFFFFFF
-        d.note(2, "blocked_interrupts = %#010x (%s)" % (d.blocked, _irq_words(d.blocked)))
-        d.note(3, "pending = %#010x (%s); pending and not blocked = %s"
-               % (self.irqs_pending, _irq_words(self.irqs_pending), _irq_words(candidates)))
+        d.note(2, "blocked_interrupts = %#010x (%s)", d.blocked, _IrqWords(d.blocked))
+        d.note(3, "pending = %#010x (%s); pending and not blocked = %s", self.irqs_pending,
+               _IrqWords(self.irqs_pending), _IrqWords(candidates))
         if not candidates:
             # (and no timestamp update)
             if self.irqs_pending:
                 d.irq = _lowest(self.irqs_pending)
-                return d.end(4, "blocked", "irq %d is pending but blocked" % d.irq)
+                return d.end(4, "blocked", "irq %d is pending but blocked", d.irq)
             return d.end(4, "none", "no irq is pending")
         d.irq = _lowest(candidates)
-        d.note(4, "lowest candidate: irq %d" % d.irq)
+        d.note(4, "lowest candidate: irq %d", d.irq)
         # 5. Never inside lguest_iret's window, whatever irq_enabled says.
         eip = self.cpu.reg("eip")
-        window = "the noirq window [%#x, %#x)" % (self.noirq_start, self.noirq_end)
+        window = (eip, self.noirq_start, self.noirq_end)
         if self.noirq_start <= eip < self.noirq_end:
-            return d.end(5, "noirq", "EIP %#x is inside %s" % (eip, window))
-        d.note(5, "EIP %#x is outside %s" % (eip, window))
+            return d.end(5, "noirq", "EIP %#x is inside the noirq window [%#x, %#x)", *window)
+        d.note(5, "EIP %#x is outside the noirq window [%#x, %#x)", *window)
         # 6. A halted Guest expects "sti; hlt": it is woken with interrupts on,
         #    whatever irq_enabled said.  Otherwise any non-zero value is "on".
         if self.halted:
@@ -434,18 +434,23 @@ class Host:
         else:
             enabled = self.mem.read_u32(self._ld("irq_enabled"))
             if enabled == 0:
-                return d.end(6, "disabled", "lguest_data.irq_enabled is 0")
-            d.note(6, "irq_enabled = %#x (enabled: not 0)" % enabled)
+                return self.interrupts_disabled(d)
+            d.note(6, "irq_enabled = %#x (enabled: not 0)", enabled)
         # 8. From here on the timestamp is written, delivered or not.
         d.timestamp = True
         # 7. Deliver through the Guest's gate, if it gave us one.
         d.vector = abi.FIRST_EXTERNAL_VECTOR + d.irq
         if d.vector not in self.idt:
-            return d.end(7, "no-handler", "no IDT entry for vector %#x" % d.vector)
+            return d.end(7, "no-handler", "no IDT entry for vector %#x (irq %d stays pending)",
+                         d.vector, d.irq)
         gate = abi.decode_gate(*self.idt[d.vector])
         kind = abi.gate_kind(gate.type)
-        return d.end(7, "deliver", "would deliver irq %d to %#x through %s %s gate" % (
-            d.irq, gate.handler, "an" if kind == "interrupt" else "a", kind))
+        return d.end(7, "deliver", "would deliver irq %d to %#x through %s %s gate",
+                     d.irq, gate.handler, "an" if kind == "interrupt" else "a", kind)
+
+    def interrupts_disabled(self, d):
+        """Step 6 with irq_enabled 0: the 2.6.23 Host just waits."""
+        return d.end(6, "disabled", "lguest_data.irq_enabled is 0")
 
     def maybe_do_interrupt(self):
         """§7.2: carry out decide_interrupt's record.
@@ -731,9 +736,16 @@ def _lowest(bitmap):
     return (bitmap & -bitmap).bit_length() - 1
 
 
-def _irq_words(bitmap):
-    found = abi.irq_list(bitmap & 0xFFFFFFFF)
-    return "irqs " + ", ".join(map(str, found)) if found else "none"
+class _IrqWords:
+    """A bitmap that says itself as "irqs 0, 3" or "none", when formatted."""
+    __slots__ = ("bitmap",)
+
+    def __init__(self, bitmap):
+        self.bitmap = bitmap
+
+    def __str__(self):
+        found = abi.irq_list(self.bitmap & 0xFFFFFFFF)
+        return "irqs " + ", ".join(map(str, found)) if found else "none"
 
 
 class InterruptDecision:
@@ -750,17 +762,29 @@ class InterruptDecision:
         self.irq = None
         self.vector = None
         self.verdict = None
-        self.detail = None
-        self.steps = []
+        self._notes = []              # (step, format, args), see steps
         self.wake = False             # 6: a halted Guest is woken, irq_enabled = 0x200
         self.timestamp = False        # 8: step 7 was reached
         self.delivered = None         # set by maybe_do_interrupt
         self.irq_pending = None       # 3.2: the value to write to lguest_data.irq_pending
 
-    def note(self, step, text):
-        self.steps.append("%d. %s" % (step, text))
+    # The words are formatted only when someone reads them: a decision is
+    # made at every Host entry, and read only by the debugger.
+    def note(self, step, fmt, *args):
+        self._notes.append((step, fmt, args))
 
-    def end(self, step, verdict, detail):
-        self.note(step, detail)
-        self.verdict, self.detail = verdict, detail
+    def end(self, step, verdict, fmt, *args):
+        self.note(step, fmt, *args)
+        self.verdict = verdict
         return self
+
+    @property
+    def steps(self):
+        return ["%d. %s" % (step, fmt % args) for step, fmt, args in self._notes]
+
+    @property
+    def detail(self):
+        if self.verdict is None:
+            return None
+        _, fmt, args = self._notes[-1]
+        return fmt % args

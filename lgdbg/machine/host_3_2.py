@@ -26,7 +26,7 @@ source's, including where it is harsh or odd (each such place says so).
 import struct
 
 from .. import abi
-from .host import Host, InterruptDecision, _irq_words, _lowest, _signed
+from .host import Host, _signed
 
 _PAGE_TABLE_MASK = 0xFFF
 
@@ -247,54 +247,22 @@ class Host32(Host):
     }
 
     # --- interrupts: interrupt_pending + try_deliver_interrupt -----------------------------
-    def decide_interrupt(self):
-        """run_guest's interrupt_pending() and try_deliver_interrupt(), as a record.
+    # The decision is Host.decide_interrupt's: 3.2's interrupt_pending() and
+    # try_deliver_interrupt() take the same steps in the same order (the
+    # lowest unblocked irq, the noirq window, halted, irq_enabled, the gate,
+    # the timestamp), except for what a Guest with interrupts off is told.
+    def interrupts_disabled(self, d):
+        """try_deliver_interrupt with irq_enabled 0: set irq_pending = 0x200 so
+        that the Guest's next restore_fl asks for the interrupt (SEND_INTERRUPTS).
 
-        The same record machinery as the 2.6.23 Host (host.py), with 3.2's
-        steps: a Guest with interrupts off is told through irq_pending, and
-        irq_pending is cleared only when `more` is false -- which never
-        happens in 3.2.65: interrupt_pending stores find_next_bit()'s result
-        (an index, 32 when there is none) in the bool, so it is always true.
+        It is cleared only when `more` is false -- which never happens in
+        3.2.65: interrupt_pending stores find_next_bit()'s result (an index,
+        32 when there is none) in the bool, so it is always true, and
+        irq_pending stays set once set.
         """
-        d = InterruptDecision(self.irqs_pending)
-        if self.lguest_data is None:
-            return d.end(1, "none", "lguest_data is not registered yet (no LGUEST_INIT)")
-        d.blocked = self.mem.read_u32(self._ld("blocked_interrupts"))
-        candidates = self.irqs_pending & ~d.blocked & 0xFFFFFFFF
-        d.note(2, "blocked_interrupts = %#010x (%s)" % (d.blocked, _irq_words(d.blocked)))
-        d.note(3, "pending = %#010x (%s); pending and not blocked = %s"
-               % (self.irqs_pending, _irq_words(self.irqs_pending), _irq_words(candidates)))
-        if not candidates:
-            if self.irqs_pending:
-                d.irq = _lowest(self.irqs_pending)
-                return d.end(4, "blocked", "irq %d is pending but blocked" % d.irq)
-            return d.end(4, "none", "no irq is pending")
-        d.irq = _lowest(candidates)
-        d.note(4, "lowest candidate: irq %d" % d.irq)
-        eip = self.cpu.reg("eip")
-        window = "the noirq window [%#x, %#x)" % (self.noirq_start, self.noirq_end)
-        if self.noirq_start <= eip < self.noirq_end:
-            return d.end(5, "noirq", "EIP %#x is inside %s" % (eip, window))
-        d.note(5, "EIP %#x is outside %s" % (eip, window))
-        if self.halted:
-            d.wake = True
-            d.note(6, "the Guest is halted: the Host wakes it and sets irq_enabled = 0x200")
-        else:
-            enabled = self.mem.read_u32(self._ld("irq_enabled"))
-            if enabled == 0:
-                d.irq_pending = abi.X86_EFLAGS_IF
-                return d.end(6, "disabled", "lguest_data.irq_enabled is 0: the Host sets "
-                             "irq_pending = 0x200 and waits")
-            d.note(6, "irq_enabled = %#x (enabled: not 0)" % enabled)
-        d.timestamp = True
-        d.vector = abi.FIRST_EXTERNAL_VECTOR + d.irq
-        if d.vector not in self.idt:
-            return d.end(7, "no-handler", "no IDT entry for vector %#x (irq %d stays pending)"
-                         % (d.vector, d.irq))
-        gate = abi.decode_gate(*self.idt[d.vector])
-        kind = abi.gate_kind(gate.type)
-        return d.end(7, "deliver", "would deliver irq %d to %#x through %s %s gate" % (
-            d.irq, gate.handler, "an" if kind == "interrupt" else "a", kind))
+        d.irq_pending = abi.X86_EFLAGS_IF
+        return d.end(6, "disabled", "lguest_data.irq_enabled is 0: the Host sets "
+                     "irq_pending = 0x200 and waits")
 
     # --- traps -------------------------------------------------------------------------------
     def direct_trap(self, vector):
