@@ -13,6 +13,7 @@ The kernel comes from LGDBG_TEST_KERNEL32 or ../shared/kernel-3.2/
 """
 
 import subprocess
+import sys
 
 import pytest
 
@@ -217,3 +218,22 @@ def test_reverse_execution_undoes_the_guests_disk_writes(vmlinux32, disk):  # no
     assert dbg.cont().kind == "breakpoint"
     assert open(image, "rb").read() == after
     assert (register_state(m), ram_digest(m), m.icount) == end
+
+
+def test_restart_through_gdb_and_the_repl(vmlinux32, disk, tmp_path):  # noqa: F811
+    """The restart is its own outcome for a debugger too: gdb hears an exit
+    with code 5 (not 0, not a kill), the REPL says what happened."""
+    from gdbmi import Gdb, Serve
+    image, _ = disk
+    args = [vmlinux32, "--mem", "64", "--disk", image, "--cmdline",
+            CMDLINE + " root=/dev/vda init=/init disk_end=restart"]
+    with Serve(*args) as stub, Gdb() as gdb:
+        gdb.mi("-target-select remote %s" % stub.address)
+        gdb.mi("-exec-continue")
+        stop = gdb.wait_stopped(timeout=120)
+        assert stop["reason"] == "exited" and stop["exit-code"] == "05", stop
+    script = tmp_path / "cmds"
+    script.write_text("continue\n")
+    r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", *args, "--batch", str(script)],
+                       capture_output=True, text=True, timeout=300, cwd=kernelboot.ROOT)
+    assert "The guest asked for a restart after" in r.stdout, r.stdout + r.stderr

@@ -99,6 +99,9 @@ class Session:
             signal = SIGSEGV
         elif kind == "poweroff":
             return self._out(["lgdbg: guest powered off\n"]) + [self._exit_packet(True)]
+        elif kind == "restart":
+            return self._out(["lgdbg: guest asked for a restart (the Launcher would boot it "
+                              "again)\n"]) + [self._exit_packet()]
         elif kind == "killed":
             if self.death_reported:
                 return [self._exit_packet(False)]
@@ -132,8 +135,12 @@ class Session:
         return self._t_packet(SIGTRAP)
 
     def _exit_packet(self, powered_off=None):
-        """W00 after a power-off, X with SIGKILL after kill_guest."""
+        """W00 after a power-off, X with SIGKILL after kill_guest; W05 after a
+        3.2 Guest's restart request (`lgdbg run`'s status 5: gdb says "exited
+        with code 05")."""
         self.exited = True
+        if self.machine.restarting:
+            return b"W05"
         if powered_off is None:
             powered_off = self.machine.powered_off
         return b"W00" if powered_off else b"X%02x" % SIGKILL

@@ -75,6 +75,9 @@ class RunCommands:
         elif kind == "poweroff":
             self.say("The guest powered off (%s) after %s instructions."
                      % (stop.reason, self.m.icount))
+        elif kind == "restart":
+            self.say("The guest asked for a restart after %s instructions (the Launcher "
+                     "would boot it again)." % self.m.icount)
         elif kind == "killed":
             self.say("The guest was killed: %s" % stop.reason)
         elif kind == "halted-forever":
