@@ -18,7 +18,7 @@ from unicorn import x86_const as X
 
 from ..errors import LgdbgError
 
-Offsets = namedtuple("Offsets", "counter budget errcode old_exception is_int")
+Offsets = namedtuple("Offsets", "counter budget errcode old_exception is_int eflags cc_src cc_op")
 
 _SCRATCH = 0x100000
 _cached = None
@@ -94,10 +94,33 @@ def _find_context_fields():
     return errcode, old_exc, is_int
 
 
+def _find_flag_fields():
+    """Where QEMU's CPUX86State keeps eflags, cc_src and cc_op in the context.
+
+    They follow eip in the struct (eip, eflags, cc_dst, cc_src, cc_src2,
+    cc_op, one target_ulong each but cc_op), so: find eip by a value only it
+    holds, then check the layout with `cmp eax, 0xfff` after `mov eax, 0x20`,
+    whose result (cc_dst) is 0xfffff021 and whose flags are CF|PF|AF|SF.
+    """
+    uc = _scratch_cpu(b"\xb8\x20\x00\x00\x00\x3d\xff\x0f\x00\x00\x90\xeb\xfe")
+    uc.emu_start(_SCRATCH, 0, count=3)
+    ctx = bytes(uc.context_save())
+    eip = struct.pack("<Q", uc.reg_read(X.UC_X86_REG_EIP))
+    at = ctx.find(eip)
+    while at >= 0 and at % 8:
+        at = ctx.find(eip, at + 1)
+    if at >= 0:
+        cc_dst, cc_src = struct.unpack_from("<QQ", ctx, at + 16)
+        cc_op, = struct.unpack_from("<I", ctx, at + 40)
+        if cc_dst & 0xFFFFFFFF == 0xFFFFF021 and (cc_op, cc_src) in ((16, 0xFFF), (1, 0x95)):
+            return at + 8, at + 24, at + 40
+    raise LgdbgError("cannot find unicorn's flag state in its context: is unicorn 2.1.4 installed?")
+
+
 def offsets():
     global _cached
     if _cached is None:
         counter, budget = _find_counter()
         errcode, old_exc, is_int = _find_context_fields()
-        _cached = Offsets(counter, budget, errcode, old_exc, is_int)
+        _cached = Offsets(counter, budget, errcode, old_exc, is_int, *_find_flag_fields())
     return _cached

@@ -66,6 +66,10 @@ CR0_PE, CR0_ET, CR0_TS, CR0_WP, CR0_PG = 0x1, 0x10, 0x8, 0x10000, 0x80000000
 # host's TSC, and UC_HOOK_INSN refuses RDTSC, so this is the only way to a
 # deterministic TSC without a Python call per instruction.
 CR4_TSD = 0x4
+# QEMU's lazy flags: cc_op CC_OP_EFLAGS means "cc_src holds the flags", and
+# the flags it can hold: CF, PF, AF, ZF, SF, OF.
+CC_OP_EFLAGS = 1
+_ARITH_FLAGS = 0x8D5
 GUEST_CR0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
 # The page holding the lcall stub: user-executable only while the Host uses it.
 LCALL_PAGE_INDEX = (LCALL_STUB - abi.SWITCHER_ADDR) >> 12
@@ -135,7 +139,7 @@ def flat_descriptor(access):
 class Exit:
     """Why the CPU came back to the Host."""
     __slots__ = ("kind", "intno", "addr", "write", "fetch", "prot", "port", "size",
-                 "is_out", "eip", "watch", "soft", "errcode", "undo")
+                 "is_out", "eip", "watch", "soft", "errcode", "undo", "flags")
     # addr: the faulting address (CR2) of a page fault
 
     def __init__(self, kind, **kw):
@@ -356,6 +360,7 @@ class Cpu:
         ctx = bytes(uc.context_save())
         errcode, is_int = struct.unpack_from("<Ii", ctx, self.off.errcode)
         self.exit.soft = is_int == 1
+        self.exit.flags = self._synced_flags(ctx)
         if intno in abi.TRAPS_WITH_ERRCODE:
             self.exit.errcode = errcode
         if intno == 14:
@@ -370,10 +375,32 @@ class Cpu:
                          size=size, eip=_rd(uc, X.UC_X86_REG_EIP))
         return False
 
+    def _synced_flags(self, ctx):
+        """The flags to restore at an exit in the middle of an instruction, or None.
+
+        With counting, unicorn computes the flags into cc_src and eflags at
+        each instruction's hook and switches cc_op to CC_OP_EFLAGS at run
+        time; an exit inside the instruction then puts the translator's
+        stale cc_op back (see clear_exception_state).  Read here, inside
+        the exit's hook, before unicorn's way out recomputes eflags from
+        the mismatched pair: when cc_op is not CC_OP_EFLAGS but cc_src
+        holds exactly the flags the hook stored in eflags, the pair is that
+        mismatch, and cc_src is right.
+        """
+        cc_op, = struct.unpack_from("<I", ctx, self.off.cc_op)
+        if cc_op == CC_OP_EFLAGS:
+            return None
+        eflags, = struct.unpack_from("<Q", ctx, self.off.eflags)
+        cc_src, = struct.unpack_from("<Q", ctx, self.off.cc_src)
+        if eflags & _ARITH_FLAGS != cc_src & _ARITH_FLAGS:
+            return None
+        return cc_src & _ARITH_FLAGS
+
     def _on_in(self, uc, port, size, _):
         eip = _rd(uc, X.UC_X86_REG_EIP)
         self.exit = Exit("io", port=port, size=size, is_out=False, eip=eip,
                          undo=self._string_registers(uc))
+        self.exit.flags = self._synced_flags(bytes(uc.context_save()))
         self._stop_after_this_instruction()
         # Give back what the register already holds, so EAX is unchanged:
         # Machine._io rolls the instruction back into the #GP(0) the CPU
@@ -383,6 +410,7 @@ class Cpu:
     def _on_out(self, uc, port, size, value, _):
         self.exit = Exit("io", port=port, size=size, is_out=True,
                          eip=_rd(uc, X.UC_X86_REG_EIP), undo=self._string_registers(uc))
+        self.exit.flags = self._synced_flags(bytes(uc.context_save()))
         self._stop_after_this_instruction()
 
     @staticmethod
@@ -479,11 +507,14 @@ class Cpu:
         elif self.watch_hit is not None and ex.kind == "io":
             ex.watch = self.watch_hit
         raised_by_int = False
-        if ex.kind in ("intr", "mem") or self.cpl == 3:
+        clear = ex.kind in ("intr", "mem") or self.cpl == 3
+        flags = ex.flags if counting or count_for_watch else None
+        if clear or flags is not None:
             # After a fault; and after any run that ended in user mode, where
             # emu_start's wind-down walks the page tables for its `until`
-            # address at CPL 3, fails, and leaves that failure behind.
-            raised_by_int = self.clear_exception_state()
+            # address at CPL 3, fails, and leaves that failure behind.  And
+            # after an exit inside a counted instruction (clear_exception_state).
+            raised_by_int = self.clear_exception_state(clear, flags)
         if ex.soft is None:
             ex.soft = ex.kind == "intr" and raised_by_int
         if ex.kind == "intr" and ex.intno == 14 and not ex.soft:
@@ -567,7 +598,7 @@ class Cpu:
             self._hlt_seen = False
         return self._hlt_seen
 
-    def clear_exception_state(self):
+    def clear_exception_state(self, clear=True, flags=None):
         """Forget the fault just caught (unicorn issue #1883 workaround).
 
         Returns whether `int n`, int3 or into raised it: the CPU's own flag
@@ -575,12 +606,39 @@ class Cpu:
         bytes before EIP would not do: they can be the tail of another
         instruction, and a software interrupt meets the gate's DPL check
         where a fault does not.
+
+        flags: after an exit inside a counted instruction, the flags to put
+        right (from _synced_flags).  unicorn instruments every counted instruction: before its
+        hook call it computes the flags into cc_src and sets cc_op to
+        CC_OP_EFLAGS at run time, but the translator still believes the
+        previous instruction's cc_op (a `cmp`'s SUB, say).  When the
+        instruction then leaves the block in the middle -- a page fault the
+        Host fills silently, an `in`, an `int $0x1f` -- QEMU puts that stale
+        cc_op back, pairs it with the flags in cc_src, and the Guest resumes
+        with a wrong carry: `cmp; mov [fresh page], x; jbe` took the wrong
+        branch (the 2.6.23 kernel's bootmem allocator then corrupted memory
+        under the debugger).  At every such exit cc_src holds the flags of
+        the instruction boundary, so they are taken as they are
+        (CC_OP_EFLAGS), and the eflags unicorn computed on its way out from
+        the mismatched pair is corrected.  Only then: at other exits (the
+        count running out between two instructions) cc_op and cc_src are a
+        genuine pair.
         """
         ctx = self.uc.context_save()
         base = ctypes.cast(ctx.context, ctypes.c_void_p).value
         raised_by_int = ctypes.c_int32.from_address(base + self.off.is_int).value == 1
-        ctypes.c_int32.from_address(base + self.off.old_exception).value = -1
-        self.uc.context_restore(ctx)
+        changed = False
+        if clear:
+            ctypes.c_int32.from_address(base + self.off.old_exception).value = -1
+            changed = True
+        if flags is not None:
+            eflags = ctypes.c_uint64.from_address(base + self.off.eflags)
+            eflags.value = (eflags.value & ~_ARITH_FLAGS) | flags
+            ctypes.c_uint64.from_address(base + self.off.cc_src).value = flags
+            ctypes.c_uint32.from_address(base + self.off.cc_op).value = CC_OP_EFLAGS
+            changed = True
+        if changed:
+            self.uc.context_restore(ctx)
         return raised_by_int
 
     def _context_errcode(self):
