@@ -18,6 +18,9 @@ from .launcher import Launcher
 class Launcher32(Launcher):
     def __init__(self, mem_size, cmdline="", initrd=None, console_input=None, devices=None):
         super().__init__(mem_size, cmdline, initrd=initrd, console_input=console_input)
+        # 3.2's concat puts a space between the arguments, none after the
+        # last (2.6.23's followed every argument with one).
+        self.cmdline = self.cmdline[:-1]
         # main(): the device page is the first page after RAM, then each
         # device's queue pages; guest_limit (pfn_limit) covers them all.
         self.devices = devices
