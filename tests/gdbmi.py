@@ -231,3 +231,40 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# ---- what the real-kernel gdb tests share ---------------------------------------------
+# A command may run the Guest for a while (a kernel's boot to a breakpoint).
+KERNEL_TIMEOUT = 300
+
+
+def no_traceback(res):
+    text = res.console + res.log + (res.error or "")
+    assert "Traceback" not in text and "Error occurred in Python" not in text, text
+
+
+def cli(g, command):
+    """A CLI command that must succeed without a Python traceback: its output."""
+    res = g.cli(command, timeout=KERNEL_TIMEOUT)
+    no_traceback(res)
+    return res.output
+
+
+def refused(g, command):
+    """The one-line error of a command that must fail."""
+    res = g.cli(command, check=False, timeout=60)
+    no_traceback(res)
+    assert res.message == "error", (command, res.output)
+    assert "\n" not in res.error.strip(), res.error
+    return res.error
+
+
+def value(g, expr):
+    """An expression's value as gdb prints it unsigned."""
+    return int(re.search(r"= (\d+)", cli(g, "print/u %s" % expr)).group(1))
+
+
+def cont(g):
+    """-exec-continue; the payload of the next stop."""
+    g.mi("-exec-continue")
+    return g.wait_stopped(timeout=KERNEL_TIMEOUT)

@@ -21,7 +21,7 @@ HAVE_STUB = os.path.isfile(os.path.join(ROOT, "lgdbg", "gdbstub", "serve_command
 
 COMMANDS = ("lguest-data", "lguest-noirq", "lguest-irq", "lguest-step-irq", "lguest-hcalls",
             "lguest-idt", "lguest-host", "lguest-catch", "lguest-patches", "lguest-journey",
-            "lguest-pgtable")
+            "lguest-pgtable", "lguest-virtio")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(GDB), reason="needs gdb (%s)" % GDB)
 needs_stub = pytest.mark.skipif(not HAVE_STUB, reason="lgdbg/gdbstub (the RSP stub) is "

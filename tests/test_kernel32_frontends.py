@@ -25,7 +25,7 @@ import sys
 import pytest
 
 import kernelboot
-from gdbmi import GDB, ROOT, Gdb, Serve
+from gdbmi import GDB, ROOT, Gdb, Serve, cli, cont, refused, value
 from kernelboot import vmlinux32  # noqa: F401  (the session fixture)
 
 if kernelboot.missing_kernel("3.2") and not kernelboot.in_ci():
@@ -65,35 +65,6 @@ class Kernel:
 @pytest.fixture(scope="module")
 def kernel(vmlinux32):  # noqa: F811
     return Kernel(vmlinux32)
-
-
-def no_traceback(res):
-    text = res.console + res.log + (res.error or "")
-    assert "Traceback" not in text and "Error occurred in Python" not in text, text
-
-
-def cli(g, command):
-    res = g.cli(command, timeout=RUN_TIMEOUT)
-    no_traceback(res)
-    return res.output
-
-
-def refused(g, command):
-    """The one-line error of a command that must fail."""
-    res = g.cli(command, check=False, timeout=60)
-    no_traceback(res)
-    assert res.message == "error", (command, res.output)
-    assert "\n" not in res.error.strip(), res.error
-    return res.error
-
-
-def value(g, expr):
-    return int(re.search(r"= (\d+)", cli(g, "print/u %s" % expr)).group(1))
-
-
-def cont(g):
-    g.mi("-exec-continue")
-    return g.wait_stopped(timeout=RUN_TIMEOUT)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@
     host       lguest-hcalls, lguest-idt, lguest-host, lguest-status
     catch      lguest-catch
     pgtable    lguest-pgtable                   (the Guest's tables and the Host's shadows)
+    virtio     lguest-virtio                    (3.2: the device page and the rings)
     loading    lguest-load-addresses (pre-hook of load and compare-sections)
     functions  $lguest_irq_enabled(), $lguest_in_noirq(), $lguest_pending()
 """
@@ -21,8 +22,8 @@ def register_all():
     if _registered:
         return
     from . import (catch, data, functions, host, irq, journey, loading, overview, patches,
-                   pgtable)
-    for module in (data, irq, host, catch, pgtable, patches, journey, loading):
+                   pgtable, virtio)
+    for module in (data, irq, host, catch, pgtable, virtio, patches, journey, loading):
         module.register()
     functions.register()
     overview.register()          # last: its help lists all the others

@@ -9,7 +9,7 @@ text is parsed as words, never evaluated.
 import json
 
 from .. import abi
-from ..views import inspect, pgtable_view, render
+from ..views import inspect, pgtable_view, render, virtio_view
 from ..errors import UsageError
 
 HELP = """\
@@ -33,8 +33,11 @@ lgdbg monitor commands (add `json` in front of a query for machine-readable outp
   monitor info mem | info tlb  the Guest's current page tables in QEMU's i386 formats
   monitor pgtable [ADDR] [--cr3 N]   ADDR through the Guest's tables next to the Host's
                                shadow entry; without ADDR the four shadow directories
+  monitor virtio [DEVICE]      the 3.2 Guest's virtio devices: the device page, each device's
+                               status, features and config, each queue's avail/used indices
+                               and descriptor chains in flight; DEVICE: index, name or type
   monitor json lguest status|irq|hcalls N|idt|host|data|catch list|step-irq [--until]
-  monitor json pgtable [ADDR] [--cr3 N]
+  monitor json pgtable [ADDR] [--cr3 N] | virtio [DEVICE]
 A failing `json` command answers {"error": MESSAGE}; a failing text command is an error.
 After step-irq the registers changed behind gdb's back: run `flushregs`.
 """
@@ -178,6 +181,15 @@ class Monitor:
         _no_args(args)
         return inspect.host_state(self.machine)
 
+    def _virtio(self, args):
+        if len(args) > 1:
+            raise UsageError("usage: monitor virtio [DEVICE]")
+        info = inspect.virtio(self.machine)
+        try:
+            return virtio_view.select(info, args[0] if args else None)
+        except ValueError as e:
+            raise UsageError(str(e))
+
     def _data(self, args):
         version = args[0] if args else abi.profile(self.machine.profile).layout
         if version not in abi.LAYOUTS:
@@ -232,7 +244,8 @@ class Monitor:
 
 
 QUERIES = {"status": Monitor._status, "irq": Monitor._irq, "hcalls": Monitor._hcalls,
-           "idt": Monitor._idt, "host": Monitor._host, "data": Monitor._data}
+           "idt": Monitor._idt, "host": Monitor._host, "data": Monitor._data,
+           "virtio": Monitor._virtio}
 
 
 def _dump(data):
@@ -345,5 +358,10 @@ def render_step_irq(r):
     return "\n".join(lines) + "\n"
 
 
+def render_virtio(d):
+    return "\n".join(virtio_view.render(d)) + "\n"
+
+
 RENDER = {"status": render_status, "irq": render_irq, "hcalls": render_hcalls,
-          "idt": render_idt, "host": render_mapping, "data": render_mapping}
+          "idt": render_idt, "host": render_mapping, "data": render_mapping,
+          "virtio": render_virtio}

@@ -8,7 +8,7 @@ print through lgdbg.views.render, the renderers the gdb commands use, so both sa
 the same words.
 
 The commands live in one module per area, as gdb_scripts/lguest_cmds/ has
-them (data, irq, host, catch, pgtable, patches, journey), plus the REPL's own
+them (data, irq, host, catch, pgtable, patches, journey, virtio), plus the REPL's own
 (run, breakpoints, memory, trace, help); each is a mixin of Commands.  The
 rules every command keeps are in repl/session.py, with Session.execute, the
 one place a line is run.
@@ -28,11 +28,12 @@ from .catch import CatchCommands
 from .patches import PatchesCommands
 from .trace import TraceCommands
 from .journey import JourneyCommands
+from .virtio import VirtioCommands
 from .help import HelpCommands
 from .session import CommandError, Session, resolve_command, split_command  # noqa: F401
 
 
 class Commands(Session, RunCommands, BreakpointsCommands, MemoryCommands, DataCommands,
                IrqCommands, HostCommands, PgtableCommands, CatchCommands, PatchesCommands,
-               TraceCommands, JourneyCommands, HelpCommands):
+               TraceCommands, JourneyCommands, VirtioCommands, HelpCommands):
     """Every REPL command on one Machine (see Session for the shared state)."""

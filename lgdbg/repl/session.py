@@ -24,7 +24,8 @@ class CommandError(LgdbgError):
 COMMANDS = (
     "continue", "stepi", "step-irq", "reverse-stepi", "reverse-continue", "break", "tbreak", "delete", "info", "watch",
     "rwatch", "awatch", "regs", "x", "disas", "data", "noirq", "irq", "hcalls", "idt",
-    "host", "status", "pgtable", "catch", "patches", "trace", "console", "journey", "help",
+    "host", "status", "pgtable", "virtio", "catch", "patches", "trace", "console", "journey",
+    "help",
     "quit",
 )
 ALIASES = {

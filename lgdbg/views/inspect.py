@@ -6,6 +6,8 @@ Everything here is JSON-serialisable: ints, strings, lists, dicts, None.
 """
 
 from .. import abi
+from ..errors import UsageError
+from . import virtio_view
 
 
 def status(machine):
@@ -109,3 +111,15 @@ def lguest_data(machine, version=None):
     version = version or abi.profile(machine.profile).layout
     size = abi.layout(version)["size"]
     return abi.decode_lguest_data(machine.mem.buf[host.lguest_data:host.lguest_data + size], version)
+
+
+def virtio(machine):
+    """The 3.2 Launcher's virtio devices (machine/virtio Devices.describe):
+    the device page, each device's status, features and config, each queue's
+    rings.  A 2.6.23 Guest has none: UsageError, one line."""
+    devices = getattr(machine.launcher, "devices", None)
+    if devices is None:
+        if machine.profile != "3.2":
+            raise UsageError(virtio_view.NO_VIRTIO_2623)
+        raise UsageError("no virtio devices: this Guest's Launcher has no device page")
+    return devices.describe()

@@ -20,7 +20,8 @@ drivers/lguest/lguest_device.c (desc_size, lg_features, lg_config):
     used, at the next 4096 boundary: {u16 flags, u16 idx, {u32 id, u32 len}[num], u16 avail_event}
 
 decode(read, descpage) reads all of that through read(phys, length) -> bytes;
-render(dict) turns it into lines.  A look never changes anything, and a
+select(dict, which) keeps the devices a name, type or index picks; render(dict)
+turns it into lines.  A look never changes anything, and a
 garbled page or ring gives an "error" entry, never an exception.
 """
 
@@ -259,6 +260,36 @@ def decode(read, descpage, state=None):
     return out
 
 
+# --- choosing devices --------------------------------------------------------------------
+NO_VIRTIO_2623 = "no virtio devices: this is a 2.6.23 guest (lguest_bus DMA)"
+
+
+def device_label(dev):
+    return dev.get("name") or dev["type_name"]
+
+
+def select(info, which=None):
+    """info with only the devices `which` names: an index (0, 1...), a device
+    name or a type name (console, block, net...).  ValueError, saying which
+    devices there are, when none matches."""
+    devs = info.get("devices", [])
+    indexed = [dict(dev, index=dev.get("index", n)) for n, dev in enumerate(devs)]
+    out = dict(info, devices=indexed, total=info.get("total", len(devs)))
+    if which is None or which == "":
+        return out
+    text = str(which).strip().lower()
+    if text.isdigit():
+        chosen = [d for d in indexed if d["index"] == int(text)]
+    else:
+        chosen = [d for d in indexed if text in ((d.get("name") or "").lower(),
+                                                 d["type_name"].lower())]
+    if not chosen:
+        have = ", ".join("%d %s" % (d["index"], device_label(d)) for d in indexed) or "none"
+        raise ValueError("no virtio device %r (devices: %s)" % (which, have))
+    out["devices"] = chosen
+    return out
+
+
 # --- words ------------------------------------------------------------------------------
 def _chain_text(chain):
     parts = []
@@ -273,22 +304,27 @@ def render(info):
     """Text lines for gdb's lguest-virtio and the REPL's virtio."""
     lines = []
     devs = info.get("devices", [])
-    lines.append("virtio device page at %#x: %d device%s" % (
-        info.get("descpage", 0), len(devs), "" if len(devs) == 1 else "s"))
+    total = info.get("total", len(devs))
+    lines.append("virtio device page at %#x: %d device%s%s" % (
+        info.get("descpage", 0), total, "" if total == 1 else "s",
+        "" if len(devs) == total else ", showing %s" % ", ".join(
+            "%d" % dev.get("index", n) for n, dev in enumerate(devs))))
     if info.get("error"):
         lines.append("  " + info["error"])
     for n, dev in enumerate(devs):
-        name = dev.get("name") or dev["type_name"]
+        name = device_label(dev)
         run = {True: ", running", False: ", stopped", None: ""}[dev.get("running")]
         lines.append("device %d: %s (type %d %s) at %#x, status %#04x %s%s" % (
-            n, name, dev["type"], dev["type_name"], dev["addr"], dev["status"],
+            dev.get("index", n), name, dev["type"], dev["type_name"], dev["addr"], dev["status"],
             "|".join(dev["status_names"]) or "(reset)", run))
         if dev.get("error"):
             lines.append("  " + dev["error"])
             continue
         if dev.get("disk"):
-            lines.append("  disk: %s%s" % (dev["disk"],
-                                            " (read-only)" if dev.get("readonly") else ""))
+            size = dev.get("disk_bytes")
+            lines.append("  disk: %s%s%s" % (dev["disk"],
+                                              "" if size is None else ", %d bytes" % size,
+                                              " (read-only)" if dev.get("readonly") else ""))
         lines.append("  features: offered %#010x %s; accepted %#010x %s" % (
             dev["features"], " ".join(dev["features_names"]) or "-",
             dev["accepted"], " ".join(dev["accepted_names"]) or "-"))
