@@ -8,6 +8,8 @@ feed, no write on a read-only disk, no file change on a refused request).
 """
 
 import os
+import shutil
+import tempfile
 import struct
 import subprocess
 import sys
@@ -217,12 +219,37 @@ def test_disk_that_cannot_be_opened(tmp_path, case):
         Devices(MEM, ConsoleInput(), disk=path, disk_readonly=True)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UNWRITABLE_CHECK = """
+import sys
+from lgdbg.errors import UsageError
+from lgdbg.machine.console_input import ConsoleInput
+from lgdbg.machine.virtio import Devices
+try:
+    Devices(%d, ConsoleInput(), disk=sys.argv[1])
+except UsageError as e:
+    print("refused:", e)
+Devices(%d, ConsoleInput(), disk=sys.argv[1], disk_readonly=True).close()
+print("read-only: opened")
+""" % (MEM, MEM)
+
+
 def test_unwritable_disk_needs_readonly(disk):
-    disk.chmod(0o444)
-    with pytest.raises(UsageError, match="--disk-readonly"):
-        Devices(MEM, ConsoleInput(), disk=disk)
-    Devices(MEM, ConsoleInput(), disk=disk, disk_readonly=True).close()
+    """A disk file we may not write: refused without --disk-readonly.  Root
+    may write any file, so as root the check runs as `nobody` (setpriv)."""
+    with tempfile.TemporaryDirectory() as shared:       # one nobody may enter
+        os.chmod(shared, 0o755)
+        path = os.path.join(shared, "disk.img")
+        shutil.copy(disk, path)
+        os.chmod(path, 0o444)
+        cmd = [sys.executable, "-c", UNWRITABLE_CHECK, path]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                pytest.fail("running as root and no setpriv to drop to nobody")
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT_DIR)
+    assert "refused:" in r.stdout and "--disk-readonly" in r.stdout, r.stdout + r.stderr
+    assert "read-only: opened" in r.stdout, r.stdout + r.stderr
 
 
 # --- status NOTIFYs ---------------------------------------------------------------------------
