@@ -68,6 +68,12 @@ def parse_image(raw, mem_size, name="image", profile=None):
     if profile is not None and profile not in abi.PROFILES:
         raise ImageError("--abi must be one of %s, not %r" % (" or ".join(sorted(abi.PROFILES)),
                                                              profile))
+    if len(raw) >= 0x208 and raw[0x202:0x206] == b"HdrS" and raw[:4] != b"\x7fELF":
+        # The real 3.2 Launcher also loads bzImages (load_bzimage); lgdbg
+        # needs the ELF: its symbols and DWARF are what the debugger reads.
+        version = struct.unpack_from("<H", raw, 0x206)[0]
+        raise ImageError("%s: a bzImage (boot protocol %d.%02d): give lgdbg the kernel's ELF "
+                         "vmlinux instead" % (name, version >> 8, version & 0xFF))
     if len(raw) < 52 or raw[:4] != b"\x7fELF":
         raise ImageError("%s: not an ELF file" % name)
     if raw[4] != 1 or raw[5] != 1:

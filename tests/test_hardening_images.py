@@ -153,6 +153,8 @@ CORPUS = [
     ("unaligned-page-offset", make_elf([(1, LOW + 0x101000, 0x100000, GUEST, 0x1000)]),
      "4 MiB aligned"),
     ("real-too-big-for-1-mib", None, "outside guest RAM"),        # hello with --mem 1
+    # A bzImage: the boot protocol's "HdrS" at 0x202, version 2.10 after it.
+    ("bzimage", bytes(0x202) + b"HdrS\x0a\x02" + bytes(0x1000), "bzImage (boot protocol 2.10)"),
 ]
 
 
