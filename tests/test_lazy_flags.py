@@ -68,12 +68,22 @@ def guests(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("how", ["icount", "realtime", "history"])
+@pytest.mark.parametrize("how", ["icount", "realtime", "history", "stepi"])
 def test_flags_survive_the_exit(guests, name, how):
     m = Machine(guests[name], clock="realtime" if how == "realtime" else "icount")
     events = []
     m.subscribe(events.append)
-    stop = Debugger(m, history=True).cont() if how == "history" else m.run()
+    if how == "history":
+        stop = Debugger(m, history=True).cont()
+    elif how == "stepi":
+        # A debugger's stepi over each instruction: one exit per step, and
+        # the flags it reads at every stop are the ones the Guest goes on with.
+        dbg = Debugger(m)
+        stop = dbg.stepi(1)
+        while stop.kind == "step":
+            stop = dbg.stepi(1)
+    else:
+        stop = m.run()
     assert stop.kind == "poweroff", (stop, m.dead)
     if name.endswith("store") or name.endswith("jc") or name.endswith("jz") \
             or name.endswith("jo") or name == "cmp-load":
