@@ -1,4 +1,5 @@
-"""The Guest's flags survive every exit it never sees, and every one it does.
+"""The Guest's flags survive every exit it never sees, and every one it does;
+a breakpoint stops once per execution, also when a silent fault repeats it.
 
 unicorn computes EFLAGS lazily, and with instruction counting (the icount
 clock, watchpoints) it instruments each instruction in a way that, when the
@@ -42,6 +43,8 @@ BODY = INIT + """
 	movl	$pages, %%ebx
 	movl	$%d, %%ecx
 1:	%s
+	.globl	exit_at
+exit_at:
 	%s
 	%s	2f
 	hcall	LHCALL_CRASH, $__PA(bad)
@@ -68,13 +71,26 @@ def guests(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("how", ["icount", "realtime", "history", "stepi"])
+@pytest.mark.parametrize("how", ["icount", "realtime", "history", "stepi",
+                                 "realtime-breakpoint", "icount-breakpoint"])
 def test_flags_survive_the_exit(guests, name, how):
-    m = Machine(guests[name], clock="realtime" if how == "realtime" else "icount")
+    m = Machine(guests[name], clock="realtime" if how.startswith("realtime") else "icount")
     events = []
     m.subscribe(events.append)
     if how == "history":
         stop = Debugger(m, history=True).cont()
+    elif how.endswith("breakpoint"):
+        # A breakpoint is a code hook: unicorn instruments that instruction
+        # even without counting.  And it stops once per execution of the
+        # instruction, not again when a silent fault makes it run twice.
+        from lgdbg.views.symbols import Symbols
+        m.cpu.add_breakpoint(Symbols(guests[name]).lookup("exit_at"))
+        stop = m.run()
+        hits = 0
+        while stop.kind == "breakpoint":
+            hits += 1
+            stop = m.run()
+        assert hits == ROUNDS
     elif how == "stepi":
         # A debugger's stepi over each instruction: one exit per step, and
         # the flags it reads at every stop are the ones the Guest goes on with.

@@ -508,7 +508,10 @@ class Cpu:
             ex.watch = self.watch_hit
         raised_by_int = False
         clear = ex.kind in ("intr", "mem") or self.cpl == 3
-        flags = ex.flags if counting or count_for_watch else None
+        # Only where unicorn instrumented the instruction: every one when
+        # counting, else only a breakpoint's (a code hook).
+        flags = ex.flags if counting or count_for_watch or ex.eip in self._breakpoints \
+            else None
         if clear or flags is not None:
             # After a fault; and after any run that ended in user mode, where
             # emu_start's wind-down walks the page tables for its `until`

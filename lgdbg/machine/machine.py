@@ -291,7 +291,11 @@ class Machine:
                 self._resume_from_bp = skip   # the instruction is still to run
                 return None
             self.last_cr2 = ex.addr
-            self._page_fault(ex.addr, errcode)
+            if self._page_fault(ex.addr, errcode):
+                # Filled silently: the same instruction runs again, and a
+                # breakpoint on it was already reported for this execution
+                # (the CPU's RF flag does this for a fault's retry).
+                self._resume_from_bp = skip
             self._entry_pending = True
         elif kind == "intr":
             self._interrupt(ex)
@@ -563,12 +567,13 @@ class Machine:
             last, times = self.same_fill
             here = key + (self.clock.icount,)
             self.same_fill = (here, times + 1 if here == last else 1)
-            return
+            return True
         self.same_fill = (None, 0)
         # The same fault reflected again and again, nothing else between:
         # the real Host would spin for ever; a debugger says so (status 4).
         last, times = self.same_fault
         self.same_fault = (key, times + 1 if key == last else 1)
+        return False
 
     @property
     def stuck(self):
