@@ -237,3 +237,26 @@ def test_restart_through_gdb_and_the_repl(vmlinux32, disk, tmp_path):  # noqa: F
     r = subprocess.run([sys.executable, "-m", "lgdbg", "repl", *args, "--batch", str(script)],
                        capture_output=True, text=True, timeout=300, cwd=kernelboot.ROOT)
     assert "The guest asked for a restart after" in r.stdout, r.stdout + r.stderr
+
+
+# ---- the explorer on the 3.2 Guest -----------------------------------------------------------
+
+@pytest.mark.parametrize("no_noirq", [False, True])
+def test_explorer_on_lguest_iret_of_the_32_guest(vmlinux32, no_noirq):  # noqa: F811
+    """3.2's noirq window: the clock is deferred at the window's `pop` and
+    `iret`, and delivered there once the window is switched off."""
+    import json
+    cmd = [sys.executable, "-m", "lgdbg", "explore", vmlinux32, "--mem", "64", "--cmdline",
+           CMDLINE, "--at", "lguest_iret", "--window", "lguest_iret-lguest_noirq_end",
+           "--irq", "0", "--after", "30000000", "--json"] + (["--no-noirq"] if no_noirq else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=kernelboot.ROOT)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["window_symbols"]
+    points = {p["insn"].split()[0]: p for p in report["points"]}
+    for insn in ("pop", "iretd"):
+        p = points[insn]
+        if no_noirq:
+            assert p["delivered"], p
+        else:
+            assert not p["delivered"] and p["reason"] == "noirq", p
