@@ -1,0 +1,262 @@
+"""The shadow page tables at the edges of 2.6.23 page_tables.c's rules.
+
+Written against the mutants tools/mutation_score.py named (README "Mutation
+testing"): each test holds one rule of the real file (or of lgdbg's write
+tracking and snapshots, which live beside it) at its edge, in both
+directions, on the real machine.  "What the CPU walks" is read from CR3 and
+the pool through unicorn, not through PageTables.
+"""
+
+import struct
+
+from unicorn import x86_const
+
+from lgdbg import abi
+from lgdbg.core.snapshot import Snapshots
+from lgdbg.machine import Machine
+from lgdbg.machine.page_tables import PageTables
+from lgdbg.views.symbols import Symbols
+from guestbuild import build_guest
+from test_page_tables import (A, D, DATA, P, RW, START, TEXT, V, gpte, map_v, stop_at,
+                              word)
+
+V2 = V + 0x400000                   # PDE 257, pointed at pt_user as well
+
+MORE_DATA = """
+	.balign	4096
+pgdirs:	.fill	20 * 1024, 4, 0
+"""
+
+
+def boot(tmp_path, body):
+    elf = build_guest(tmp_path, START + body + "\tPOWER_OFF\n", text=TEXT,
+                      data=DATA + MORE_DATA)
+    m = Machine(elf, max_insns=2_000_000)
+    events = []
+    m.subscribe(events.append)
+    return m, events, Symbols(elf)
+
+
+def phys_u32(m, addr):
+    return struct.unpack("<I", bytes(m.cpu.uc.mem_read(addr, 4)))[0]
+
+
+def cpu_pde(m, vaddr):
+    """The shadow directory entry the CPU uses for vaddr (CR3 -> pool)."""
+    cr3 = m.cpu.uc.reg_read(x86_const.UC_X86_REG_CR3)
+    return phys_u32(m, (cr3 & ~0xFFF) + (vaddr >> 22) * 4)
+
+
+def cpu_pte(m, vaddr):
+    """The shadow PTE the CPU walks for vaddr, 0 where the walk stops."""
+    pde = cpu_pde(m, vaddr)
+    if not pde & P:
+        return 0
+    return phys_u32(m, (pde & ~0xFFF) + ((vaddr >> 12) & 0x3FF) * 4)
+
+
+def pool_page_of(m, vaddr):
+    return (cpu_pde(m, vaddr) & ~0xFFF) >> 12
+
+
+def demands(events, addr):
+    return [e for e in events if e.get("demand") and e["cr2"] == addr]
+
+
+# --- guest_set_pmd: the Switcher's entry is never released, nor an unknown cr3's -------
+
+def test_set_pmd_spares_1023_and_unknown_toplevels_and_releases_1022(tmp_path):
+    body = map_v(P | RW | A) + """
+	movl	$__PA(pt_user) + 0x67, pgdir + 1022 * 4
+	movl	0xff800000, %eax
+	movl	0x40000000, %eax
+	hcall	LHCALL_SET_PMD, $__PA(pgdir), $1023
+after_1023:
+	hcall	LHCALL_SET_PMD, $__PA(pgdir2), $1022	/* no shadow of pgdir2 */
+after_unknown:
+	hcall	LHCALL_SET_PMD, $__PA(pgdir), $1022
+after_1022:
+"""
+    m, events, syms = boot(tmp_path, body)
+    switcher = [abi.SWITCHER_ADDR + (i << 12) for i in range(1024)]
+    stop_at(m, syms, "after_1023")
+    assert cpu_pde(m, abi.SWITCHER_ADDR) & P
+    assert any(cpu_pte(m, a) & P for a in switcher)
+    assert [cpu_pte(m, a) for a in switcher] == [m.pt.shadow_entry(a) for a in switcher]
+    assert cpu_pde(m, 0xFF800000) & P
+    stop_at(m, syms, "after_unknown")
+    assert cpu_pde(m, 0xFF800000) & P and cpu_pde(m, V) & P
+    stop_at(m, syms, "after_1022")
+    assert cpu_pde(m, 0xFF800000) == 0 and cpu_pde(m, V) & P
+    assert m.run().kind == "poweroff"
+
+
+# --- pin_page: refill only a stack page the shadow does not let the Guest write ---------
+
+def test_set_stack_fills_only_pages_not_writable_in_the_shadow(tmp_path):
+    body = map_v(P | RW) + map_v(P | RW, "other", 1) + """
+	movl	0x40000000, %eax
+	movl	0x40001000, %eax		/* both shadowed read-only: not dirty */
+read_only:
+	hcall	LHCALL_SET_STACK, $0x69, $0x40002000, $2
+pinned:
+	hcall	LHCALL_SET_STACK, $0x69, $0x40002000, $2
+again:
+	hcall	LHCALL_SET_STACK, $0x69, $0x40002000, $2
+tracked:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "read_only")
+    fills = m.pt.fills
+    assert [gpte(m, syms, s) & (A | D) for s in (0, 1)] == [A, A]
+    assert [cpu_pte(m, V + s * 4096) & RW for s in (0, 1)] == [0, 0]
+    stop_at(m, syms, "pinned")
+    # Not writable: demand_page(vaddr, 2), as for a write (A|D in the Guest's PTE).
+    assert m.pt.fills == fills + 2
+    assert [gpte(m, syms, s) & (A | D) for s in (0, 1)] == [A | D, A | D]
+    assert [cpu_pte(m, V + s * 4096) & RW for s in (0, 1)] == [RW, RW]
+    stop_at(m, syms, "again")
+    assert m.pt.fills == fills + 2                     # writable already: left alone
+    # Write tracking withholds RW from the CPU's entries; to the Host they are
+    # still writable, so pinning them again fills nothing either.
+    snaps = Snapshots(m)
+    snaps.save()
+    assert [cpu_pte(m, V + s * 4096) & RW for s in (0, 1)] == [0, 0]
+    stop_at(m, syms, "tracked")
+    assert m.pt.fills == fills + 2 and not snaps.tracker.dirty
+    assert [m.pt.shadow_entry(V + s * 4096) & RW for s in (0, 1)] == [RW, RW]
+    snaps.close()
+    assert m.run().kind == "poweroff"
+
+
+# --- guest_set_pte: PAGE_OFFSET itself is a kernel address ------------------------------
+
+def test_set_pte_at_page_offset_changes_every_shadow_and_one_below_only_its_own(tmp_path):
+    body = """
+	movl	$__PA(pt_kernel) + 0x67, pgdir2 + 768 * 4
+	movl	$__PA(pt_user) + 0x67, pgdir + 767 * 4
+	movl	$__PA(pt_user) + 0x67, pgdir2 + 767 * 4
+""" + map_v(P | RW | A, "target", 1023) + """
+	movl	0xc0000000, %eax
+	movl	0xbffff000, %eax
+	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir2)
+	movl	0xc0000000, %eax
+	movl	0xbffff000, %eax
+both:
+	hcall	LHCALL_SET_PTE, $__PA(pgdir2), $0xc0000000, $0
+	hcall	LHCALL_SET_PTE, $__PA(pgdir2), $0xbffff000, $0
+done:
+"""
+    m, events, syms = boot(tmp_path, body)
+    first = lambda: m.pt.find_pgdir(syms.lookup("pgdir") - m.image.page_offset)  # noqa: E731
+    stop_at(m, syms, "both")
+    assert first() != m.pt.pgdidx
+    assert m.pt.shadow_entry(0xC0000000, first()) & P
+    assert m.pt.shadow_entry(0xBFFFF000, first()) & P
+    stop_at(m, syms, "done")
+    assert m.pt.shadow_entry(0xC0000000, first()) == 0          # kernel: every shadow
+    assert m.pt.shadow_entry(0xBFFFF000, first()) & P           # user: pgdir2's only
+    assert m.pt.shadow_entry(0xBFFFF000) == 0
+    assert m.run().kind == "poweroff"
+
+
+# --- new_pgdir: random32() % 4 throws out any of the four shadows; only a blank one is re-pinned
+
+def test_new_toplevels_take_random_slots_and_only_blank_ones_repin_the_stack(tmp_path):
+    # The SET_STACK stack is in user space here (V), so flush_user_mappings
+    # drops it from a slot that is taken over: the Host re-pins only a shadow
+    # that is blank (new_pgdir's *blank_pgdir), which fills the two pages again.
+    body = map_v(P | RW | A | D) + map_v(P | RW | A | D, "other", 1) + """
+	hcall	LHCALL_SET_STACK, $0x69, $0x40002000, $2
+	xorl	%esi, %esi
+1:	movl	%esi, %edi
+	shll	$12, %edi
+	movl	$__PA(pt_kernel) + 0x67, pgdirs + 768 * 4(%edi)
+	movl	$__PA(pt_user) + 0x67, pgdirs + 256 * 4(%edi)
+	leal	__PA(pgdirs)(%edi), %edi
+switching:
+	hcall	LHCALL_NEW_PGTABLE, %edi
+switched:
+	incl	%esi
+	cmpl	$20, %esi
+	jne	1b
+	hcall	LHCALL_NEW_PGTABLE, %edi	/* the current one again: no new slot */
+again:
+"""
+    m, events, syms = boot(tmp_path, body)
+    before, after = syms.lookup("switching"), syms.lookup("switched")
+    m.cpu.add_breakpoint(before)
+    m.cpu.add_breakpoint(after)
+    slots, repins = [], {True: set(), False: set()}    # allocated before? -> stack
+    for _ in range(20):
+        assert m.run().addr == before
+        allocated = [s is not None for s in m.pt.spgd]
+        assert m.run().addr == after
+        slots.append(m.pt.pgdidx)
+        stack = tuple(cpu_pte(m, V + s * 4096) & (P | RW) for s in (0, 1))
+        repins[allocated[m.pt.pgdidx]].add(stack)
+    m.cpu.remove_breakpoint(before)
+    m.cpu.remove_breakpoint(after)
+    base = syms.lookup("pgdirs") - m.image.page_offset
+    assert m.pt.cr3[m.pt.pgdidx] == base + 19 * 4096
+    # Twenty toplevels never seen before: each took the slot random32() chose,
+    # and the choice keeps moving over all four (none is stuck).
+    assert set(slots[4:]) == {0, 1, 2, 3}
+    assert repins == {False: {(P | RW, P | RW)}, True: {(0, 0)}}   # blank: re-pinned
+    assert allocated[m.pt.pgdidx]                  # so the stack is not in this shadow
+    slot = m.pt.pgdidx
+    stop_at(m, syms, "again")
+    assert m.pt.pgdidx == slot and cpu_pte(m, V) == cpu_pte(m, V + 4096) == 0
+    assert m.cpu.reg("esp") > m.image.page_offset
+    assert m.run().kind == "poweroff"
+
+
+# --- shadow_entry: what the debugger shows is what the CPU walks ------------------------
+
+def test_shadow_entry_is_the_entry_the_cpu_walks(tmp_path):
+    body = map_v(P | RW | A | D) + map_v(P | RW, "other", 1) + """
+	movl	$1, 0x40000000
+	movl	0x40001000, %eax
+done:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "done")
+    switcher = [abi.SWITCHER_ADDR + (i << 12) for i in range(1024)]
+    addrs = [V, V + 0x1000, V + 0x2000, 0x80000000, syms.lookup("target"),
+             syms.lookup("done")] + switcher
+    assert [m.pt.shadow_entry(a) for a in addrs] == [cpu_pte(m, a) for a in addrs]
+    assert m.pt.shadow_entry(V) & (P | RW) == P | RW
+    assert m.pt.shadow_entry(V + 0x1000) & (P | RW) == P
+    assert m.pt.shadow_entry(0x80000000) == 0 and m.pt.shadow_entry(V + 0x2000) == 0
+    unused = [i for i in range(4) if m.pt.spgd[i] is None]
+    assert unused and all(m.pt.shadow_entry(V, i) == 0 for i in unused)
+    # Tracking withholds RW from the CPU's entry; the Host's entry keeps it.
+    snaps = Snapshots(m)
+    snaps.save()
+    assert cpu_pte(m, V) & RW == 0
+    assert m.pt.shadow_entry(V) == cpu_pte(m, V) | RW
+    assert m.pt.shadow_entry(V + 0x1000) == cpu_pte(m, V + 0x1000)
+    snaps.close()
+    assert m.pt.shadow_entry(V) == cpu_pte(m, V)
+
+
+# --- guest_walk: the debugger's walk of any toplevel, never past the end of RAM --------
+
+def test_guest_walk_reads_the_toplevel_asked_for_and_stops_at_the_end_of_ram(tmp_path):
+    body = """
+	movl	$__PA(pt_kernel) + 0x67, pgdir2 + 768 * 4
+	movl	$__PA(pgdir3) + 0x67, pgdir2 + 256 * 4	/* pgdir3 as pgdir2's PTE page */
+	movl	$__PA(other) + 0x63, pgdir3
+""" + map_v(P | RW | A) + "done:\n"
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "done")
+    pa = lambda name: syms.lookup(name) - m.image.page_offset  # noqa: E731
+    assert m.pt.guest_walk(V + 0x123)[2] == pa("target") + 0x123
+    walk = m.pt.guest_walk(V + 0x123, cr3=pa("pgdir2"))
+    assert walk == (pa("pgdir3") + 0x67, pa("other") + 0x63, pa("other") + 0x123)
+    limit = m.mem.limit
+    # A toplevel whose last entry is the last word of RAM is read; one more
+    # page up, the entry would lie past the end: no walk at all.
+    assert m.pt.guest_walk(0xFFC00000, cr3=limit - 4096) == (0, None, None)
+    assert m.pt.guest_walk(0, cr3=limit) is None
+    assert m.pt.guest_walk(0xFFC00000, cr3=limit - 4096 + 4) is None
