@@ -9,6 +9,8 @@ the pool through unicorn, not through PageTables.
 
 import struct
 
+import pytest
+
 from unicorn import x86_const
 
 from lgdbg import abi
@@ -21,6 +23,7 @@ from test_page_tables import (A, D, DATA, P, RW, START, TEXT, V, gpte, map_v, st
                               word)
 
 V2 = V + 0x400000                   # PDE 257, pointed at pt_user as well
+V3 = V + 0x800000                   # PDE 258, likewise
 
 MORE_DATA = """
 	.balign	4096
@@ -260,3 +263,134 @@ def test_guest_walk_reads_the_toplevel_asked_for_and_stops_at_the_end_of_ram(tmp
     assert m.pt.guest_walk(0xFFC00000, cr3=limit - 4096) == (0, None, None)
     assert m.pt.guest_walk(0, cr3=limit) is None
     assert m.pt.guest_walk(0xFFC00000, cr3=limit - 4096 + 4) is None
+
+
+# --- write tracking (snapshots): a released shadow page forgets what it withheld -------
+
+def test_tracking_forgets_withheld_entries_of_a_released_page_and_only_those(tmp_path):
+    body = """
+	movl	$__PA(pt_user) + 0x67, pgdir + 257 * 4
+	movl	$__PA(pt_user) + 0x67, pgdir + 258 * 4
+""" + map_v(P | RW | A | D) + map_v(P | RW | A, "other", 1) + """
+	movl	$1, 0x40000000			/* PTE page p for PDE 256, writable */
+	movl	$1, 0x40400000			/* p + 1 for PDE 257, writable */
+	movl	0x40001000, %eax		/* read-only: not dirty */
+tracked:
+	hcall	LHCALL_SET_PMD, $__PA(pgdir), $256
+released:
+	movl	0x40801000, %eax		/* PDE 258 takes page p again */
+reused:
+	movl	$__PA(target) + 0x23, pt_user	/* no D: the next read fills read-only */
+	movl	0x40000000, %eax
+refilled:
+	movl	$2, 0x40000000			/* a real fault: demand_page sets D */
+	movl	$3, 0x40400000			/* the tracker's fault only */
+	movl	$4, 0x40001000			/* a real fault too */
+written:
+	movl	$5, 0x40400000
+rearmed:
+	movl	0x40002000, %eax		/* not mapped: reflected */
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "tracked")
+    assert pool_page_of(m, V2) == pool_page_of(m, V) + 1
+    logical = [cpu_pte(m, a) for a in (V, V2, V + 0x1000)]
+    snaps = Snapshots(m)
+    snaps.save()
+    start = len(events)
+    assert [cpu_pte(m, a) & RW for a in (V, V2, V + 0x1000)] == [0, 0, 0]
+    assert [m.pt.shadow_entry(a) for a in (V, V2, V + 0x1000)] == logical
+    stop_at(m, syms, "released")
+    assert cpu_pde(m, V) == 0 and m.pt.shadow_entry(V2) == logical[1]
+    p = pool_page_of(m, V2) - 1
+    stop_at(m, syms, "reused")
+    assert pool_page_of(m, V3) == p                        # V's old entry is V3's now
+    assert m.pt.shadow_entry(V3) == cpu_pte(m, V3) == 0
+    stop_at(m, syms, "refilled")
+    assert m.pt.shadow_entry(V) & (P | RW) == P == cpu_pte(m, V) & (P | RW)
+    fills = m.pt.fills
+    stop_at(m, syms, "written")
+    # V and V+0x1000 took demand_page (D in the Guest's PTEs); V2 took nothing.
+    assert [gpte(m, syms, s) & (A | D) for s in (0, 1)] == [A | D, A | D]
+    assert [len(demands(events[start:], a)) for a in (V, V2, V + 0x1000)] == [2, 0, 1]
+    assert m.pt.fills == fills + 2
+    pa = lambda name: (syms.lookup(name) - m.image.page_offset) >> 12  # noqa: E731
+    assert snaps.tracker.dirty == {pa("pt_user"), pa("target"), pa("other")}
+    snaps.tracker.reset()                    # a new period: V2's grant is taken back
+    assert cpu_pte(m, V2) & RW == 0
+    stop_at(m, syms, "rearmed")
+    assert snaps.tracker.dirty == {pa("target")} and word(m, syms, "target") == 5
+    held = [m.pt.shadow_entry(a) for a in (V, V2, V + 0x1000)]
+    snaps.close()                            # every entry as the Host made it
+    assert [cpu_pte(m, a) for a in (V, V2, V + 0x1000)] == held
+    assert all(e & (P | RW) == P | RW for e in held)
+    assert m.run().kind == "poweroff"
+    assert not demands(events, V + 0x2000) and word(m, syms, "pf_cr2") == V + 0x2000
+
+
+def test_tracking_starts_with_the_pages_already_dirty_writable(tmp_path):
+    body = map_v(P | RW | A | D) + map_v(P | RW | A | D, "other", 1) + """
+	movl	$1, 0x40000000
+	movl	$1, 0x40001000
+done:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "done")
+    target = (syms.lookup("target") - m.image.page_offset) >> 12
+    dirty = {target}
+    m.pt.track_writes(dirty)
+    assert [cpu_pte(m, a) & RW for a in (V, V + 0x1000)] == [RW, 0]
+    assert m.pt.tracking_fault(V + 0x1000, 2) and dirty == {target, target + 1}
+    assert cpu_pte(m, V + 0x1000) & RW
+    m.pt.stop_tracking()
+    assert m.run().kind == "poweroff"
+
+
+# --- snapshots: a restore brings back the shadows exactly, and the TLB with them --------
+
+@pytest.mark.parametrize("track", [True, False], ids=["tracked", "untracked"])
+def test_restore_brings_back_the_shadows_exactly_and_replays_the_same(tmp_path, track):
+    body = map_v(P | RW | A | D) + """
+	movl	$__PA(pt_user) + 0x67, pgdir + 257 * 4
+	movl	$__PA(pt_kernel) + 0x67, pgdir2 + 768 * 4
+	movl	$1, 0x40000000
+saved:
+	movl	0x40000000, %esi
+read_back:
+	movl	0x40400000, %eax		/* a PTE page taken after the save */
+	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir2)
+	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir3)
+	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
+	hcall	LHCALL_SET_PTE, $__PA(pgdir), $0x40000000, $__PA(other) + 0x63
+	movl	0x40000000, %ebp		/* the TLB holds V -> other now */
+changed:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "saved")
+    snaps = Snapshots(m, track=track)
+    snaps.save()                         # the base (tracking starts after it)
+    snap = snaps.save()                  # with the entries the tracker withholds
+    assert bool(m.pt.save_state()["held"]) == track
+    saved = PageTables.logical_pages(m.pt.save_state())
+    counts = (m.pt.fills, m.pt.pool.next_page)
+    stop_at(m, syms, "read_back")
+    assert m.cpu.reg("esi") == 1
+    stop_at(m, syms, "changed")
+    assert m.cpu.reg("ebp") == 0x22222222
+    first = (list(m.pt.cr3), list(m.pt.spgd), m.pt.pgdidx, m.pt.fills)
+    top = m.pt.pool.next_page
+    assert top > counts[1]
+    snaps.restore(snap)
+    assert PageTables.logical_pages(m.pt.save_state()) == saved
+    assert (m.pt.fills, m.pt.pool.next_page) == counts
+    # The pages the restore gave back are zeroed, as get_zeroed_page hands out.
+    used = set(m.pt.pool.in_use())
+    size = abi.PAGE_SIZE
+    assert all(m.pt.pool.buf[p * size:(p + 1) * size] == bytes(size)
+               for p in range(top) if p not in used)
+    stop_at(m, syms, "read_back")
+    assert m.cpu.reg("esi") == 1                           # not the TLB's V -> other
+    stop_at(m, syms, "changed")
+    assert (list(m.pt.cr3), list(m.pt.spgd), m.pt.pgdidx, m.pt.fills) == first
+    snaps.close()
+    assert m.run().kind == "poweroff"
