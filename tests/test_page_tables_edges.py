@@ -19,11 +19,12 @@ from lgdbg.machine import Machine
 from lgdbg.machine.page_tables import PageTables
 from lgdbg.views.symbols import Symbols
 from guestbuild import build_guest
-from test_page_tables import (A, D, DATA, P, RW, START, TEXT, V, gpte, map_v, stop_at,
-                              word)
+from test_page_tables import (A, D, DATA, P, RW, START, TEXT, US, V, gpte, map_v,
+                              stop_at, word)
 
 V2 = V + 0x400000                   # PDE 257, pointed at pt_user as well
 V3 = V + 0x800000                   # PDE 258, likewise
+MEM_TOP = (32 << 20) + 4096          # pfn_limit * 4096 with the default 32 MiB
 
 MORE_DATA = """
 	.balign	4096
@@ -250,11 +251,18 @@ def test_guest_walk_reads_the_toplevel_asked_for_and_stops_at_the_end_of_ram(tmp
 	movl	$__PA(pt_kernel) + 0x67, pgdir2 + 768 * 4
 	movl	$__PA(pgdir3) + 0x67, pgdir2 + 256 * 4	/* pgdir3 as pgdir2's PTE page */
 	movl	$__PA(other) + 0x63, pgdir3
-""" + map_v(P | RW | A) + "done:\n"
+	movl	$%#x + 0x67, pgdir4			/* the last page of RAM */
+	movl	$%#x + 0x67, pgdir4 + 4		/* the first page past it */
+""" % (MEM_TOP - 4096, MEM_TOP) + map_v(P | RW | A) + "done:\n"
     m, events, syms = boot(tmp_path, body)
     stop_at(m, syms, "done")
     pa = lambda name: syms.lookup(name) - m.image.page_offset  # noqa: E731
     assert m.pt.guest_walk(V + 0x123)[2] == pa("target") + 0x123
+    assert m.pt.guest_walk(V + 0x1000) == (pa("pt_user") + 0x67, 0, None)
+    # The PTE read stops at the end of RAM exactly as the toplevel read does.
+    assert m.mem.limit == MEM_TOP and m.cpu.ram[MEM_TOP - 4:MEM_TOP] == bytes(4)
+    assert m.pt.guest_walk(0x3FF000, cr3=pa("pgdir4")) == (MEM_TOP - 4096 + 0x67, 0, None)
+    assert m.pt.guest_walk(0x400000, cr3=pa("pgdir4")) == (MEM_TOP + 0x67, None, None)
     walk = m.pt.guest_walk(V + 0x123, cr3=pa("pgdir2"))
     assert walk == (pa("pgdir3") + 0x67, pa("other") + 0x63, pa("other") + 0x123)
     limit = m.mem.limit
@@ -394,3 +402,75 @@ changed:
     assert (list(m.pt.cr3), list(m.pt.spgd), m.pt.pgdidx, m.pt.fills) == first
     snaps.close()
     assert m.run().kind == "poweroff"
+
+
+# --- demand_page: a toplevel entry that is not present maps nothing ---------------------
+
+def test_a_not_present_toplevel_entry_is_reflected_and_takes_no_pte_page(tmp_path):
+    # The entry points at pt_user, whose slot 0 maps `target`, but lacks P.
+    body = map_v(P | RW | A | D) + """
+	movl	$__PA(pt_user) + 0x66, pgdir + 256 * 4
+	hcall	LHCALL_SET_PMD, $__PA(pgdir), $256
+	movl	0x40000000, %eax
+"""
+    m, events, syms = boot(tmp_path, body)
+    assert m.run().kind == "poweroff"
+    assert (word(m, syms, "pf_err"), word(m, syms, "pf_cr2")) == (0, V)
+    assert cpu_pde(m, V) == 0 and not demands(events, V)
+
+
+# --- check_gpgd, check_gpte, gpte_to_spte: pfn_limit is the first page that is not ------
+
+
+def test_pfn_limit_is_refused_in_both_levels_and_the_page_below_it_is_not(tmp_path):
+    def run(body):
+        (tmp_path / str(len(runs))).mkdir()
+        m, events, syms = boot(tmp_path / str(len(runs)), body)
+        assert m.mem.limit == MEM_TOP
+        runs.append(m)
+        return m.run(), m
+    runs = []
+    pde = "\tmovl\t$%#x + 0x67, pgdir + 256 * 4\n\tmovl\t0x40000000, %%eax\n"
+    pte = "\tmovl\t$%#x + 0x63, pt_user\n\tmovl\t0x40000000, %%eax\n"
+    stop, _ = run(pde % MEM_TOP)
+    assert (stop.kind, stop.reason) == ("killed", "bad page directory entry")
+    stop, m = run(pde % (MEM_TOP - 4096))          # the device page, as a PTE page
+    assert stop.kind == "poweroff" and cpu_pde(m, V) & P
+    stop, m = run(pte % MEM_TOP)
+    assert (stop.kind, stop.reason) == ("killed", "bad page table entry")
+    assert m.pt.shadow_entry(V) == 0               # a page it cannot get is never mapped
+    stop, m = run(pte % (MEM_TOP - 4096))
+    assert stop.kind == "poweroff" and cpu_pte(m, V) >> 12 == (MEM_TOP >> 12) - 1
+
+
+# --- demand_page: only bit 1 of the error code is a write -----------------------------
+
+def test_a_fault_that_is_not_a_write_fills_a_read_only_user_page(tmp_path):
+    m, events, syms = boot(tmp_path, map_v(P | US | A, "target", 1) + "done:\n")
+    stop_at(m, syms, "done")
+    # Error code 5 (present, user, read): what a user read gets through a
+    # toplevel entry without US.  Not a write, so the read-only page fills.
+    assert not m.pt.demand_page(V + 0x1000, 7)     # present, user, write: refused
+    assert cpu_pte(m, V + 0x1000) == 0
+    assert m.pt.demand_page(V + 0x1000, 5)
+    assert cpu_pte(m, V + 0x1000) & (P | RW | US) == P | US
+
+
+# --- spgd_addr: after the kill for a Switcher address, entry 0 stands in ----------------
+
+def test_set_pte_on_the_switcher_kills_and_touches_only_entry_0(tmp_path):
+    body = """
+	movl	$__PA(pt_user) + 0x67, pgdir
+	movl	$__PA(pt_user) + 0x67, pgdir + 4
+""" + map_v(P | RW | A, "target", 5) + """
+	movl	0x5000, %eax
+	movl	0x405000, %eax
+both:
+	hcall	LHCALL_SET_PTE, $__PA(pgdir), $0xffc05000, $0
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "both")
+    assert m.pt.shadow_entry(0x5000) & m.pt.shadow_entry(0x405000) & P
+    stop = m.run()
+    assert (stop.kind, stop.reason) == ("killed", "attempt to access switcher pages")
+    assert m.pt.shadow_entry(0x5000) == 0 and m.pt.shadow_entry(0x405000) & P
