@@ -443,17 +443,24 @@ def test_pfn_limit_is_refused_in_both_levels_and_the_page_below_it_is_not(tmp_pa
     assert stop.kind == "poweroff" and cpu_pte(m, V) >> 12 == (MEM_TOP >> 12) - 1
 
 
-# --- demand_page: only bit 1 of the error code is a write -----------------------------
+# --- demand_page: bit 1 of the error code is a write, bit 2 a user access ---------------
 
-def test_a_fault_that_is_not_a_write_fills_a_read_only_user_page(tmp_path):
-    m, events, syms = boot(tmp_path, map_v(P | US | A, "target", 1) + "done:\n")
+def test_the_error_code_bits_demand_page_reads(tmp_path):
+    body = map_v(P | RW | A) + map_v(P | US | A, "other", 1) + "done:\n"
+    m, events, syms = boot(tmp_path, body)
     stop_at(m, syms, "done")
+    # A user access to a page without US is refused, a kernel one is not.
+    assert not m.pt.demand_page(V, 4) and not m.pt.demand_page(V, 6)
+    assert cpu_pte(m, V) == 0 and gpte(m, syms, 0) & (A | D) == A
+    assert m.pt.demand_page(V, 0) and cpu_pte(m, V) & (P | RW | US) == P
     # Error code 5 (present, user, read): what a user read gets through a
-    # toplevel entry without US.  Not a write, so the read-only page fills.
+    # toplevel entry without US.  Bit 0 is no write: the read-only page fills,
+    # and the Guest's entry gets A, not D.
     assert not m.pt.demand_page(V + 0x1000, 7)     # present, user, write: refused
     assert cpu_pte(m, V + 0x1000) == 0
     assert m.pt.demand_page(V + 0x1000, 5)
     assert cpu_pte(m, V + 0x1000) & (P | RW | US) == P | US
+    assert gpte(m, syms, 1) & (A | D) == A
 
 
 # --- spgd_addr: after the kill for a Switcher address, entry 0 stands in ----------------
@@ -474,3 +481,41 @@ both:
     stop = m.run()
     assert (stop.kind, stop.reason) == ("killed", "attempt to access switcher pages")
     assert m.pt.shadow_entry(0x5000) == 0 and m.pt.shadow_entry(0x405000) & P
+
+
+# --- tracking_fault: only a write the tracker alone refused is its business -------------
+
+def test_tracking_fault_takes_only_writes_to_entries_it_withholds(tmp_path):
+    body = """
+	movl	$__PA(pt_user) + 0x63, pgdir + 257 * 4	/* no US in the toplevel */
+""" + map_v(P | RW | A | D) + map_v(P | RW | US | A | D, "other", 1) + """
+	movl	$1, 0x40000000
+	movl	$1, 0x40001000
+	movl	$1, 0x40401000
+done:
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "done")
+    pfn = lambda name: (syms.lookup(name) - m.image.page_offset) >> 12  # noqa: E731
+    assert not m.pt.tracking_fault(V, 2)                   # not tracking
+    dirty = set()
+    m.pt.track_writes(dirty)
+    assert [cpu_pte(m, a) & RW for a in (V, V + 0x1000, V2 + 0x1000)] == [0, 0, 0]
+    refused = [(V, 0), (V, 4), (V + 0x1000, 4),            # reads
+               (V, 6),                                     # user write, kernel PTE
+               (V2 + 0x1000, 6),                           # user write, kernel PDE
+               (V + 0x2000, 2),                            # nothing withheld there
+               (0x80000000, 2),                            # no shadow PTE page
+               (abi.SWITCHER_ADDR, 2), (0xFFFFF000, 2)]    # the Switcher's
+    assert [a for a, e in refused if m.pt.tracking_fault(a, e)] == []
+    assert not dirty and [cpu_pte(m, a) & RW for a in (V, V + 0x1000)] == [0, 0]
+    assert m.pt.tracking_fault(V + 0x1000, 6)              # user write, user page
+    assert dirty == {pfn("other")} and cpu_pte(m, V + 0x1000) & RW
+    assert m.pt.tracking_fault(V, 2) and dirty == {pfn("other"), pfn("target")}
+    assert cpu_pte(m, V) & RW and not m.pt.tracking_fault(V, 2)    # granted once
+    dirty.clear()
+    m.pt.rearm_tracking()
+    assert [cpu_pte(m, a) & RW for a in (V, V + 0x1000, V2 + 0x1000)] == [0, 0, 0]
+    m.pt.stop_tracking()
+    assert not m.pt.tracking_fault(V, 2)
+    assert m.run().kind == "poweroff"
