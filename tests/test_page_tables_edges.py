@@ -488,11 +488,18 @@ both:
 def test_tracking_fault_takes_only_writes_to_entries_it_withholds(tmp_path):
     body = """
 	movl	$__PA(pt_user) + 0x63, pgdir + 257 * 4	/* no US in the toplevel */
-""" + map_v(P | RW | A | D) + map_v(P | RW | US | A | D, "other", 1) + """
+""" + map_v(P | RW | A | D) + map_v(P | RW | US | A | D, "other", 1) \
+        + map_v(P | RW | A | D, "target", 2) + """
 	movl	$1, 0x40000000
 	movl	$1, 0x40001000
 	movl	$1, 0x40401000
 done:
+	movl	0x40002000, %eax		/* target again (D): filled while tracking */
+alias:
+	hcall	LHCALL_SET_PTE, $__PA(pgdir), $0x40000000, $__PA(target) + 0x3
+dropped:
+	movl	$3, 0x40000000
+written:
 """
     m, events, syms = boot(tmp_path, body)
     stop_at(m, syms, "done")
@@ -513,9 +520,15 @@ done:
     assert dirty == {pfn("other")} and cpu_pte(m, V + 0x1000) & RW
     assert m.pt.tracking_fault(V, 2) and dirty == {pfn("other"), pfn("target")}
     assert cpu_pte(m, V) & RW and not m.pt.tracking_fault(V, 2)    # granted once
+    stop_at(m, syms, "alias")               # a fill of a page dirty already: writable
+    assert cpu_pte(m, V + 0x2000) & RW and dirty == {pfn("other"), pfn("target")}
     dirty.clear()
-    m.pt.rearm_tracking()
-    assert [cpu_pte(m, a) & RW for a in (V, V + 0x1000, V2 + 0x1000)] == [0, 0, 0]
+    m.pt.rearm_tracking()                   # takes back every grant of the period
+    assert [cpu_pte(m, a) & RW for a in (V, V + 0x1000, V + 0x2000, V2 + 0x1000)] == [0] * 4
+    stop_at(m, syms, "dropped")             # SET_PTE without A|D: the entry goes
+    assert m.pt.shadow_entry(V) == cpu_pte(m, V) == 0
+    stop_at(m, syms, "written")             # a demand fault, then the tracker's
+    assert dirty == {pfn("target")} and gpte(m, syms) & (A | D) == A | D
     m.pt.stop_tracking()
     assert not m.pt.tracking_fault(V, 2)
     assert m.run().kind == "poweroff"
