@@ -16,7 +16,7 @@ from unicorn import x86_const
 from lgdbg import abi
 from lgdbg.core.snapshot import Snapshots
 from lgdbg.machine import Machine
-from lgdbg.machine.page_tables import PageTables
+from lgdbg.machine.page_tables import POOL_PHYS, PageTables
 from lgdbg.views.symbols import Symbols
 from guestbuild import build_guest
 from test_page_tables import (A, D, DATA, P, RW, START, TEXT, US, V, gpte, map_v,
@@ -380,6 +380,11 @@ changed:
     snap = snaps.save()                  # with the entries the tracker withholds
     assert bool(m.pt.save_state()["held"]) == track
     saved = PageTables.logical_pages(m.pt.save_state())
+    # The saved state's entry for V is the Host's (RW), not the CPU's.
+    page = ((cpu_pde(m, V) & ~0xFFF) - POOL_PHYS) >> 12
+    entry = struct.unpack_from("<I", saved[page], ((V >> 12) & 0x3FF) * 4)[0]
+    assert entry == m.pt.shadow_entry(V) == cpu_pte(m, V) | (RW if track else 0)
+    assert entry & (P | RW) == P | RW
     counts = (m.pt.fills, m.pt.pool.next_page)
     stop_at(m, syms, "read_back")
     assert m.cpu.reg("esi") == 1
