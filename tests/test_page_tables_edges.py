@@ -234,6 +234,15 @@ done:
     assert m.pt.shadow_entry(0x80000000) == 0 and m.pt.shadow_entry(V + 0x2000) == 0
     unused = [i for i in range(4) if m.pt.spgd[i] is None]
     assert unused and all(m.pt.shadow_entry(V, i) == 0 for i in unused)
+    # The pool holds tables only: the Switcher's PTE page, each directory and
+    # a PTE page per present directory entry; each came from a counted fill.
+    tables = 1
+    for i in range(4):
+        if m.pt.spgd[i] is not None:
+            top = POOL_PHYS + m.pt.spgd[i] * 4096
+            tables += 1 + sum(phys_u32(m, top + 4 * k) & P for k in range(1023))
+    assert len(m.pt.pool.in_use()) == tables
+    assert m.pt.fills == len([e for e in events if e.get("demand")])
     # Tracking withholds RW from the CPU's entry; the Host's entry keeps it.
     snaps = Snapshots(m)
     snaps.save()
@@ -537,3 +546,4 @@ written:
     m.pt.stop_tracking()
     assert not m.pt.tracking_fault(V, 2)
     assert m.run().kind == "poweroff"
+
