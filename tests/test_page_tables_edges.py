@@ -370,6 +370,7 @@ def test_restore_brings_back_the_shadows_exactly_and_replays_the_same(tmp_path, 
     body = map_v(P | RW | A | D) + """
 	movl	$__PA(pt_user) + 0x67, pgdir + 257 * 4
 	movl	$__PA(pt_kernel) + 0x67, pgdir2 + 768 * 4
+	movl	$__PA(pt_kernel) + 0x67, pgdir3 + 768 * 4
 	movl	$1, 0x40000000
 saved:
 	movl	0x40000000, %esi
@@ -378,6 +379,7 @@ read_back:
 	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir2)
 	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir3)
 	hcall	LHCALL_NEW_PGTABLE, $__PA(pgdir)
+	movl	0x40000000, %eax		/* shadowed, in whichever slot pgdir has */
 	hcall	LHCALL_SET_PTE, $__PA(pgdir), $0x40000000, $__PA(other) + 0x63
 	movl	0x40000000, %ebp		/* the TLB holds V -> other now */
 changed:
