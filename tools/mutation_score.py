@@ -25,7 +25,8 @@ from mutmut.stats import status_by_exit_code
 # The routines whose every non-equivalent mutant must be killed (README).
 DECISION_ROUTINES = ("decide_interrupt", "maybe_do_interrupt", "_defer", "set_guest_interrupt",
                      "handle_trap", "deliver_trap", "emulate_insn", "InterruptDecision",
-                     "_lowest", "_irq_words", "page_tables")
+                     "_lowest", "_IrqWords", "interrupts_disabled", "page_tables",
+                     "host_3_2")
 
 
 def routine(key):
