@@ -819,3 +819,187 @@ def test_virtual_tsc_is_deterministic(tmp_path):
     assert runs[0] == runs[1]
     lo, hi, later = runs[0]
     assert hi == 0 and lo < later and later - lo >= 1000   # virtual ns, not a host TSC
+
+
+# --- what the trace and the debugger say about 3.2's decisions, word for word ---------------
+
+def test_emulated_gp_events_and_cli_runs_once(tmp_path):
+    """Each emulated #GP is one trap event, exactly; `cli` moves EIP by one byte."""
+    g = guest(tmp_path, body="""
+	xorl	%ecx, %ecx
+	incl	%ecx
+at_cli:
+	cli
+	movl	%ecx, result
+at_in:
+	inb	$0x64, %al
+""")
+    ended(g, "poweroff")
+    assert g.word("result") == 1          # the incl before the cli ran once
+    emulated = [e for e in g.kinds("trap") if e.get("emulated")]
+    base = {"vector": 13, "errcode": 0, "delivered": False, "emulated": True}
+    assert [{k: e[k] for k in e if k not in ("icount", "time_ns", "kind")}
+            for e in emulated] == [dict(base, eip=g.sym("at_cli")),
+                                   dict(base, eip=g.sym("at_in"))]
+
+
+def test_hypercall_events_carry_3_2_names_arguments_and_eips(tmp_path):
+    g = guest(tmp_path, body="""
+	movb	$0, LD + LD_hcall_status		/* slot 0: queued */
+	movl	$LHCALL_FLUSH_ASYNC, LD + LD_hcalls
+	movl	$LHCALL_SEND_INTERRUPTS, %eax
+	movl	$1, %ebx
+	movl	$2, %ecx
+	movl	$3, %edx
+	movl	$4, %esi
+at_int:
+	int	$0x1f
+""", data="LD = lguest_data\n")
+    ended(g, "poweroff")
+    calls = [e for e in g.kinds("hcall") if e["eip"] == g.sym("at_int")]
+    assert [(e["name"], e["args"], e["async"]) for e in calls] == [
+        ("FLUSH_ASYNC", [0, 0, 0, 0], True),        # drained at this exit, with its eip
+        ("SEND_INTERRUPTS", [1, 2, 3, 4], False)]   # 19: no such call in 2.6.23
+
+
+def test_disabled_decision_in_words(irq_guest):
+    """The debugger's words for 3.2's step 6 come from the Host's own record."""
+    g = irq_guest
+    g.m.raise_irq(1)
+    d = g.m.host.decide_interrupt()
+    assert (d.verdict, d.irq, d.irq_pending) == ("disabled", 1, IF)
+    text = "lguest_data.irq_enabled is 0: the Host sets irq_pending = 0x200 and waits"
+    assert d.detail == text and d.steps[-1] == "6. " + text
+
+
+def test_int_0x80_through_an_interrupt_gate_is_one_ignored_trap_event(tmp_path):
+    g = guest(tmp_path, body="""
+	SET_GATE 0x80, irq_handler, INTERRUPT_GATE, 3
+at_int:
+	int	$0x80
+""")
+    ended(g, "poweroff")
+    ignored = [e for e in g.kinds("trap") if e.get("ignored")]
+    assert [{k: e[k] for k in e if k not in ("icount", "time_ns", "kind")}
+            for e in ignored] == [{"vector": 0x80, "errcode": 0, "eip": g.sym("at_int") + 2,
+                                   "delivered": False, "ignored": True}]
+
+
+def test_restart_replaces_the_kill_reason(tmp_path):
+    g = guest(tmp_path, body='\tSHUTDOWN "reboot", 2\n')
+    stop = g.run()
+    assert (stop.kind, stop.reason, g.m.host.dead) == ("restart", "RESTART", "RESTART")
+    assert [e["kind"] for e in g.events][-2:] == ["kill", "restart"]
+    assert g.kinds("kill")[-1]["reason"] == "CRASH: reboot"
+
+
+# --- more edges from the mutation run (host_3_2.py) ------------------------------------------
+
+def test_init_event_and_page_table_call_count(tmp_path):
+    g = guest(tmp_path, body="""
+	hcall	LHCALL_SET_PGD, $PA(pgdir), $5
+	hcall	LHCALL_SET_PTE, $PA(pgdir), $0x1000, $0
+	hcall	LHCALL_FLUSH_TLB, $0
+""")
+    ended(g, "poweroff")
+    init = g.kinds("hcall")[0]
+    assert {k: init[k] for k in ("nr", "name", "args", "async")} == {
+        "nr": 1, "name": "LGUEST_INIT", "args": [g.pa("lguest_data"), 0, 0, 0], "async": False}
+    # Linear mode: the int's physical address, in guest_entry before linear_start.
+    assert g.pa("guest_entry") < init["eip"] < g.pa("linear_start")
+    assert g.phys(init["eip"], 2) == b"\xcd\x1f"
+    page_calls = [e for e in g.kinds("hcall")
+                  if e["name"] in ("NEW_PGTABLE", "FLUSH_TLB", "SET_PTE", "SET_PGD")]
+    assert g.m.host.page_table_calls == len(page_calls) >= 3
+
+
+@pytest.mark.parametrize("hi, stored", [
+    (0x8E00 | 0xFF, 0x8E00),              # the low byte of hi is dropped (& 0xFFFFEF00)
+    (0x0E01, None),                       # not present, whatever the other bits: cleared
+])
+def test_idt_entry_as_the_host_stores_it(tmp_path, hi, stored):
+    g = guest(tmp_path, body="""
+	hcall	LHCALL_LOAD_IDT_ENTRY, $0x21, $0x00001234, $0x8e00
+	hcall	LHCALL_LOAD_IDT_ENTRY, $0x21, $0x00005678, $%#x
+ready:
+	nop
+""" % hi)
+    g.run_to("ready")
+    if stored is None:
+        assert 0x21 not in g.m.host.idt
+    else:
+        # The Host's own selector, __KERNEL_CS | GUEST_PL, whatever the Guest gave.
+        assert g.m.host.idt[0x21] == ((0x61 << 16) | 0x5678, stored)
+
+
+def test_set_stack_pins_the_stack_pages(tmp_path):
+    g = guest(tmp_path, body="""
+	hcall	LHCALL_SET_STACK, $0x69, $kstack_top, $2
+ready:
+	nop
+""", data="\t.balign 4096\n\t.space 8192\nkstack_top:\n")
+    g.run_to("ready")
+    top = g.sym("kstack_top")
+    for page in (top - 1, top - 1 - 4096):
+        assert g.m.pt.shadow_entry(page) & 3 == 3       # present and writable now
+
+
+def test_int_0x20_through_a_dpl1_gate_is_gp(tmp_path):
+    # 32 is the first vector that is no direct trap: its gate keeps DPL 0.
+    g = guest(tmp_path, body="\tSET_GATE 0x20, never, INTERRUPT_GATE, 1\n\tint $0x20\n")
+    ended(g, "killed", "CRASH: gp")
+    assert g.word("gp_err") == 0x20 * 8 + 2
+
+
+def test_the_other_3_2_hypercalls_reach_their_routines(tmp_path):
+    g = guest(tmp_path, body="""
+	hcall	LHCALL_SET_CLOCKEVENT, $5000
+	hcall	LHCALL_LOAD_TLS, $PA(tls), $0
+	hcall	LHCALL_SET_PTE, $PA(pgdir), $0x1000, $0
+	hcall	LHCALL_FLUSH_TLB, $1
+ready:
+	hcall	LHCALL_LGUEST_INIT, $PA(lguest_data)
+""", data="""
+	.balign	8
+tls:	.long	0x0000ffff, 0x00cf9200, 0, 0, 0, 0
+""")
+    g.run_to("ready")
+    assert g.m.clock.deadline_ns is not None          # SET_CLOCKEVENT armed the timer
+    lo, hi = struct.unpack("<II", g.m.cpu.gdt[6])     # LOAD_TLS took entry 6, fixed up
+    assert (lo, hi & 0x6100) == (0x0000ffff, 0x2100)  # DPL 1, accessed
+    stop = g.run()
+    assert stop.kind == "killed" and stop.reason == "already have lguest_data", stop
+
+
+def test_the_debuggers_walk_in_linear_mode(tmp_path):
+    """Before NEW_PGTABLE a debugger reads memory as the Host fakes it:
+    virtual == physical up to the top of guest memory, nothing beyond."""
+    from unicorn import UcError
+    g = guest(tmp_path, linear="linear_stop:\n\tnop\n")
+    g.run_to("linear_stop", phys=True)
+    pt = g.m.pt
+    assert pt.linear_pages and pt.cr3[pt.pgdidx] == 0     # the slot new_pgdir took for 0
+    at = g.pa("lguest_data") + 0x123
+    assert pt.guest_walk(at) == (0x67, (at & ~0xFFF) | 0x3, at)
+    assert g.m.read_memory(at, 8) == g.phys(at, 8)
+    top = g.m.mem.limit
+    assert pt.guest_walk(top - 1)[2] == top - 1
+    with pytest.raises(UcError):
+        g.m.read_memory(top, 4)
+
+
+def test_frame_push_through_a_hole_is_bad_address(tmp_path):
+    """3.2's guest_pa: the Host walks the Guest's tables for the stack of an
+    interrupt frame, and a hole there kills the Guest with "Bad address"."""
+    g = guest(tmp_path, body="""
+	SET_GATE 0x21, irq_handler, INTERRUPT_GATE
+	andl	$~2, lguest_data + LD_blocked_interrupts
+	movl	$0x200, lguest_data + LD_irq_enabled
+	movl	$0xC0800000, %esp		/* no page table maps it */
+ready:
+	jmp	ready
+""")
+    g.run_to("ready")
+    g.m.raise_irq(1)
+    stop = g.run()
+    assert (stop.kind, stop.reason) == ("killed", "Bad address 0xc0800000"), stop
