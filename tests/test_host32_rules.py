@@ -1003,3 +1003,27 @@ ready:
     g.m.raise_irq(1)
     stop = g.run()
     assert (stop.kind, stop.reason) == ("killed", "Bad address 0xc0800000"), stop
+
+
+def test_not_present_gate_for_a_vector_never_set(tmp_path):
+    g = guest(tmp_path, body="\thcall LHCALL_LOAD_IDT_ENTRY, $0x33, $0, $0\n")
+    ended(g, "poweroff")
+    assert 0x33 not in g.m.host.idt
+
+
+def test_gdt_entry_with_a_base_above_2_gib(tmp_path):
+    g = guest(tmp_path, body="""
+	hcall	LHCALL_LOAD_GDT_ENTRY, $7, $0x0000ffff, $0xc0cf9200
+ready:
+	nop
+""")
+    g.run_to("ready")
+    assert struct.unpack("<II", g.m.cpu.gdt[7]) == (0x0000ffff, 0xc0cfb300)   # DPL 1, accessed
+
+
+def test_ring_arguments_are_unsigned(tmp_path):
+    g = guest(tmp_path, body="""
+	QUEUE	0, LHCALL_SET_STACK, 0x69, kstack_top, 0xffffffff
+	hcall	LHCALL_FLUSH_ASYNC
+""", data="\t.balign 4096\n\t.space 4096\nkstack_top:\n")
+    ended(g, "killed", "bad stack pages 4294967295")
