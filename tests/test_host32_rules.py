@@ -900,6 +900,7 @@ def test_init_event_and_page_table_call_count(tmp_path):
 	hcall	LHCALL_SET_PGD, $PA(pgdir), $5
 	hcall	LHCALL_SET_PTE, $PA(pgdir), $0x1000, $0
 	hcall	LHCALL_FLUSH_TLB, $0
+	hcall	LHCALL_NEW_PGTABLE, $PA(pgdir)
 """)
     ended(g, "poweroff")
     init = g.kinds("hcall")[0]
