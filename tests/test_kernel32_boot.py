@@ -260,3 +260,48 @@ def test_explorer_on_lguest_iret_of_the_32_guest(vmlinux32, no_noirq):  # noqa: 
             assert p["delivered"], p
         else:
             assert not p["delivered"] and p["reason"] == "noirq", p
+
+
+# ---- a watchpoint on a vring the Launcher's device writes -------------------------------------
+
+def vmalloc_mappings(m, phys):
+    """The virtual addresses in vmalloc space (from 0xC4800000) where the
+    Guest's current page tables map the physical address phys."""
+    buf, cr3 = m.mem.buf, m.pt.cr3[m.pt.pgdidx]
+
+    def word(at):
+        return int.from_bytes(buf[at:at + 4], "little")
+    found = []
+    for pdi in range(0xC4800000 >> 22, 1023):
+        pde = word(cr3 + 4 * pdi)
+        if not pde & 1:
+            continue
+        for pti in range(1024):
+            pte = word((pde & ~0xFFF) + 4 * pti)
+            if pte & 1 and pte & ~0xFFF == phys & ~0xFFF:
+                found.append((pdi << 22) | (pti << 12) | (phys & 0xFFF))
+    return found
+
+
+def test_watchpoint_on_a_vring_hears_the_device(vmlinux32, programs, tmp_path):  # noqa: F811
+    """The console's transmit used.idx, watched at the vmalloc address the
+    Guest ioremapped the ring to: the device's write (the Launcher, not the
+    CPU) must stop the run there, the way a store by the Guest would."""
+    from lgdbg.machine import Machine
+    from lgdbg.views.symbols import Symbols
+    initrd = kernelboot.build_initrd(tmp_path / "hello.cpio", programs["hello"], compress=False)
+    m = Machine(vmlinux32, mem_mib=64, cmdline=CMDLINE, initrd=open(initrd, "rb").read())
+    bp = Symbols(vmlinux32).lookup("kernel_power_off")   # "Power down." is still to print
+    m.cpu.add_breakpoint(bp)
+    assert m.run().kind == "breakpoint"
+    m.cpu.remove_breakpoint(bp)
+    console = [d for d in m.launcher.devices.describe()["devices"] if d["type"] == 3][0]
+    used = console["queues"][1]["used"]            # guest-physical
+    vaddrs = vmalloc_mappings(m, used)
+    assert len(vaddrs) == 1, [hex(v) for v in vaddrs]
+    idx = vaddrs[0] + 2                            # struct vring_used: flags, idx
+    before = m.read_memory(idx, 2)
+    m.add_watch(idx, 2, "watch")
+    stop = m.run()
+    assert stop.kind == "watch" and stop.watch == ("watch", idx), stop
+    assert m.read_memory(idx, 2) != before

@@ -400,3 +400,29 @@ written:
     snaps.close()
     assert m.pt.tracking is None and not m.pt._held_back
     assert m.run().kind == "poweroff"
+
+
+def test_watchpoint_on_an_alias_hears_the_host_write(tmp_path):
+    """A watchpoint set at a second virtual address of lguest_data's page
+    fires when the Host writes that page (write_timestamp at a delivery): the
+    Host writes guest-physical memory, and the match is by physical page, as
+    the CPU's own hooks are.  (It used to compare PAGE_OFFSET + physical with
+    the watched address: an alias never fired.)"""
+    body = """
+	movl	$__PA(lguest_data) + 0x67, %eax
+	andl	$~0xfff, %eax
+	orl	$0x67, %eax
+	movl	%eax, pt_user			/* lguest_data's page at 0x40000000 too */
+ready:
+	jmp	ready
+"""
+    m, events, syms = boot(tmp_path, body)
+    stop_at(m, syms, "ready")
+    ld = syms.lookup("lguest_data")
+    alias = 0x40000000 + (ld & 0xFFF) + 12          # lguest_data.time, seen at the alias
+    m.add_watch(alias, 8, "watch")
+    base = m.host.lguest_data
+    m.cpu.ram[base:base + 8] = (0x200).to_bytes(4, "little") + bytes(4)  # enabled, none blocked
+    m.raise_irq(0)                 # no handler: the Host still writes the timestamp
+    stop = m.run(max_insns=1_500_000)             # to the next Host tick
+    assert stop.kind == "watch" and stop.watch == ("watch", alias), stop

@@ -731,7 +731,7 @@ class Cpu:
             handles.append(self.hook_add(types, self._on_watch, (kind, vaddr, phys, addr),
                                          begin=begin, end=phys + n - 1))
             vaddr += n
-        self._watch_hooks.append((addr, length, kind, handles))
+        self._watch_hooks.append((addr, length, kind, handles, chunks))
         # unicorn also decides whether an access calls memory hooks when it
         # fills a TLB entry: entries from before this hook would never call it.
         self.flush_tlb()
@@ -747,6 +747,17 @@ class Cpu:
 
     def watches(self):
         return [w[:3] for w in self._watch_hooks]
+
+    def watch_pieces(self):
+        """(kind, virtual start, physical start, length) of every watched piece:
+        where each watchpoint's bytes were in RAM when it was set."""
+        out = []
+        for addr, _, kind, _, chunks in self._watch_hooks:
+            vaddr = addr
+            for phys, n in chunks:
+                out.append((kind, vaddr, phys, n))
+                vaddr += n
+        return out
 
     # --- registers ------------------------------------------------------------
     def reg(self, name):

@@ -680,11 +680,19 @@ class Machine:
         return self.cpu.remove_watch(addr, length, kind)
 
     def _host_wrote(self, virt, length):
-        # The Guest's watchpoints also watch what the Host writes.
-        for addr, wlen, kind in self.cpu.watches():
-            if kind != "rwatch" and virt < addr + wlen and addr < virt + length:
+        """The Guest's watchpoints also watch what the Host writes.
+
+        Matched by physical address, as the CPU's hooks are: the Host (and the
+        3.2 Launcher's devices) write guest-physical memory, which the Guest
+        may see at another virtual address than PAGE_OFFSET + physical (a
+        user mapping, a vring ioremapped into vmalloc space).  The address
+        reported is the watched one the first written byte has.
+        """
+        phys = virt - self.image.page_offset
+        for kind, vaddr, wphys, n in self.cpu.watch_pieces():
+            if kind != "rwatch" and phys < wphys + n and wphys < phys + length:
                 if self._host_watch_hit is None:
-                    self._host_watch_hit = (kind, max(addr, virt))
+                    self._host_watch_hit = (kind, vaddr + max(wphys, phys) - wphys)
 
 
 def check_irq(irq):
