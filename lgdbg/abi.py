@@ -85,25 +85,9 @@ HCALL_NUMBERS = {name: nr for nr, name in HCALL_NAMES.items()}
 # (12) and SEND_DMA (13) are gone, CRASH became SHUTDOWN, SET_PMD moved to 15
 # as SET_PGD (13 is PAE's SET_PMD), and NOTIFY, LOAD_GDT_ENTRY and
 # SEND_INTERRUPTS are new.
-HCALL_NAMES_3_2 = {
-    0: "FLUSH_ASYNC",
-    1: "LGUEST_INIT",
-    2: "SHUTDOWN",
-    4: "NEW_PGTABLE",
-    5: "FLUSH_TLB",
-    6: "LOAD_IDT_ENTRY",
-    7: "SET_STACK",
-    8: "TS",
-    9: "SET_CLOCKEVENT",
-    10: "HALT",
-    13: "SET_PMD",
-    14: "SET_PTE",
-    15: "SET_PGD",
-    16: "LOAD_TLS",
-    17: "NOTIFY",
-    18: "LOAD_GDT_ENTRY",
-    19: "SEND_INTERRUPTS",
-}
+HCALL_NAMES_3_2 = {nr: name for nr, name in HCALL_NAMES.items() if nr not in (2, 3, 12, 13, 15)}
+HCALL_NAMES_3_2.update({2: "SHUTDOWN", 13: "SET_PMD", 15: "SET_PGD", 18: "LOAD_GDT_ENTRY",
+                        19: "SEND_INTERRUPTS"})
 LGUEST_SHUTDOWN_POWEROFF = 1
 LGUEST_SHUTDOWN_RESTART = 2
 

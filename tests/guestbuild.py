@@ -112,21 +112,27 @@ USER_SEGMENTS = KERNEL_GDT + """
 USER_GDT = USER_SEGMENTS + TWO_STACKS
 
 
-def to_user_mode(stack_segment="$KERNEL_DS"):
-    """Enter ring 3 at user_code, with a SET_STACK kernel stack."""
-    return """
-	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $16
-	hcall	LHCALL_SET_STACK, %s, $kstack_top, $1
-	movl	$0x7b, %%eax
-	movl	%%eax, %%ds
-	movl	%%eax, %%es
+# Into ring 3 at user_code on ustack_top, with the user data segments loaded
+# (both ABIs: the GDT and the kernel stack are set up before it).
+IRET_TO_USER = """
+	movl	$0x7b, %eax
+	movl	%eax, %ds
+	movl	%eax, %es
 	pushl	$0x7b
 	pushl	$ustack_top
 	pushl	$0x202
 	pushl	$0x73
 	pushl	$user_code
 	iret
-""" % stack_segment
+"""
+
+
+def to_user_mode(stack_segment="$KERNEL_DS"):
+    """Enter ring 3 at user_code, with a SET_STACK kernel stack."""
+    return """
+	hcall	LHCALL_LOAD_GDT, $__PA(gdt), $16
+	hcall	LHCALL_SET_STACK, %s, $kstack_top, $1
+""" % stack_segment + IRET_TO_USER
 
 
 def boot(tmpdir, body, **kw):

@@ -13,6 +13,7 @@ import struct
 
 import pytest
 
+from guestbuild import IRET_TO_USER
 from guestbuild32 import PAGE_OFFSET, boot32
 
 MEM = 32 << 20
@@ -742,16 +743,7 @@ def test_gp_from_ring3_is_reflected(tmp_path, insn):
 	hcall	LHCALL_LOAD_GDT_ENTRY, $14, $0x0000ffff, $0x00cffa00
 	hcall	LHCALL_LOAD_GDT_ENTRY, $15, $0x0000ffff, $0x00cff200
 	hcall	LHCALL_SET_STACK, $0x69, $kstack_top, $1
-	movl	$0x7b, %eax
-	movl	%eax, %ds
-	movl	%eax, %es
-	pushl	$0x7b
-	pushl	$ustack_top
-	pushl	$0x202
-	pushl	$0x73
-	pushl	$user_code
-	iret
-""", text="""
+""" + IRET_TO_USER, text="""
 user_code:
 	movl	$0x12345678, %%eax
 user_insn:

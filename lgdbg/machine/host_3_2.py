@@ -15,7 +15,7 @@ rewrites, under the 3.2 names, only the routines whose source changed:
     load_guest_gdt_entry          segments.c: one entry per call
     decide_interrupt              core.c run_guest's interrupt_pending +
                                   interrupts_and_traps.c try_deliver_interrupt
-    direct_trap / gate_dpl        interrupts_and_traps.c direct_trap, copy_traps
+    gate_dpl                      interrupts_and_traps.c copy_traps
     handle_trap / emulate_insn    x86/core.c lguest_arch_handle_trap, emulate_insn
     guest_pa                      page_tables.c guest_pa: a walk, not a subtraction
 
@@ -265,15 +265,9 @@ class Host32(Host):
                      "irq_pending = 0x200 and waits")
 
     # --- traps -------------------------------------------------------------------------------
-    def direct_trap(self, vector):
-        """3.2's direct_trap plus copy_traps: the CPU delivers below 32 (and the
-        system call vector) except 7, 13, 14 and 0x1f, through a trap gate."""
-        if vector >= abi.FIRST_EXTERNAL_VECTOR and vector != abi.SYSCALL_VECTOR:
-            return False
-        if vector in abi.NEVER_DIRECT_TRAPS:
-            return False
-        gate = self.idt.get(vector)
-        return gate is not None and (gate[1] >> 8) & 0xF == abi.GATE_TRAP
+    # direct_trap is 2.6.23's: the CPU delivers below 32 (and the system call
+    # vector) except 7, 13, 14 and 0x1f, through a trap gate.  What copy_traps
+    # changed is the DPL of the gates it does not copy:
 
     def gate_dpl(self, vector):
         """copy_traps in 3.2 also gives a direct vector's *interrupt* gate the

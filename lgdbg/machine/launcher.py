@@ -53,18 +53,26 @@ class Launcher:
 
     def load(self, buf, image):
         """Copy the image and write everything the Guest expects at boot."""
+        self._load_segments(buf, image)
+        self._boot_header(buf, image)
+        self._load_initrd(buf)
+        self.pgdir = self._page_tables(buf, image.page_offset)
+        # The console is device 0: type 1, no pages of its own.
+        struct.pack_into("<HHHHI", buf, self.device_page, DEVICE_CONSOLE, 0, 0, 0, 0)
+
+    @staticmethod
+    def _load_segments(buf, image):
         for seg in image.segments:
             buf[seg.paddr:seg.paddr + len(seg.data)] = seg.data
             # The rest of p_memsz (the bss) is already zero: fresh anonymous memory.
-        self._boot_header(buf, image)
+
+    def _load_initrd(self, buf):
+        """load_initrd(): at the top of RAM, and its place in the boot header."""
         if self.initrd:
             at = self.mem_size - self.initrd_len
             buf[at:at + len(self.initrd)] = self.initrd
             struct.pack_into("<II", buf, abi.BOOT_RAMDISK_IMAGE, at, self.initrd_len)
             buf[abi.BOOT_TYPE_OF_LOADER] = 0xFF
-        self.pgdir = self._page_tables(buf, image.page_offset)
-        # The console is device 0: type 1, no pages of its own.
-        struct.pack_into("<HHHHI", buf, self.device_page, DEVICE_CONSOLE, 0, 0, 0, 0)
 
     def _boot_header(self, buf, image):
         # A Linux zero page at physical 0 with one e820 RAM entry and the

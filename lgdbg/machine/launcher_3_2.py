@@ -28,18 +28,13 @@ class Launcher32(Launcher):
         self.pfn_limit = top >> 12
 
     def load(self, buf, image):
-        for seg in image.segments:
-            buf[seg.paddr:seg.paddr + len(seg.data)] = seg.data
+        self._load_segments(buf, image)
         self._boot_header(buf, image)
         struct.pack_into("<H", buf, abi.BOOT_VERSION, 0x207)
         buf[abi.BOOT_LOADFLAGS] |= abi.KEEP_SEGMENTS
         struct.pack_into("<I", buf, abi.BOOT_KERNEL_ALIGNMENT, 0x1000000)
         # _boot_header wrote hardware_subarch = 1 (2.6.23's "Guest type").
-        if self.initrd:
-            at = self.mem_size - self.initrd_len
-            buf[at:at + len(self.initrd)] = self.initrd
-            struct.pack_into("<II", buf, abi.BOOT_RAMDISK_IMAGE, at, self.initrd_len)
-            buf[abi.BOOT_TYPE_OF_LOADER] = 0xFF
+        self._load_initrd(buf)
         self.pgdir = None                  # no Launcher page tables in this ABI
         if self.devices is not None:
             self.devices.load(buf)

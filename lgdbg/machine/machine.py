@@ -610,7 +610,7 @@ class Machine:
     @property
     def powered_off(self):
         """Dead by the Guest's own power-off, not killed."""
-        return self.host.dead == "CRASH: Power down" and not self.restarting
+        return self.host.dead == "CRASH: Power down"
 
     @property
     def restarting(self):
